@@ -1,0 +1,60 @@
+# ramp: two commands set everything up. `make test` builds .venv on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# pip prints a warning per package for this machine's missing local index folders; hide only those.
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+STAMP  := $(VENV)/.ramp-installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup test test-fast lint format bench bench-quick clean
+
+help:
+	@echo "make setup       build $(VENV) with the pinned dependency set (constraints.txt)"
+	@echo "make test        set up if needed, then run the whole suite (slow tests included)"
+	@echo "make test-fast   skip tests marked slow (quick local loop)"
+	@echo "make lint        ruff check + format check"
+	@echo "make bench       run every benchmark (JSON results under benchmarks/results/)"
+
+setup: $(STAMP)
+
+# Rebuilt when the pins or the project metadata change. torch is installed first and on its own:
+# on a CPU-only machine with a local CPU wheel pip takes that one, and nothing later can drag in a
+# CUDA build (the constraints file pins the same version).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing into $(VENV) (first time: a few minutes)"
+	@$(BIN)/python -m pip install -q --upgrade "pip>=24" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q "torch==$$(sed -n 's/^torch==//p' constraints.txt)" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -c "import ramp, torch, ray, pyarrow; print('==> ramp', ramp.__version__, '| torch', torch.__version__, '| ray', ray.__version__, '| pyarrow', pyarrow.__version__)"
+	@touch $@
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check ramp tests
+	$(BIN)/ruff format --check ramp tests
+
+format: setup
+	$(BIN)/ruff format ramp tests
+	$(BIN)/ruff check --fix ramp tests
+
+bench: setup
+	@mkdir -p benchmarks/results
+	$(BIN)/ramp bench all --json benchmarks/results
+
+bench-quick: setup
+	@mkdir -p benchmarks/results
+	$(BIN)/ramp bench all --quick --json benchmarks/results
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache ramp-data

@@ -1,0 +1,156 @@
+"""`ramp <command>`: one subcommand per pipeline.
+
+Heavy imports (torch, ray) happen inside the command that needs them, so `ramp --help` and
+`ramp config check` answer instantly. Errors a user can fix print one clear message and exit 2;
+tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from ramp import __version__
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from ramp.platform.config import dump_config, load_config
+
+    cfg = load_config(args.file, args.set or ())
+    print(dump_config(cfg), end="")
+    print(f"# ok: {args.file} is a valid ramp config", file=sys.stderr)
+    return 0
+
+
+def _store(root: str):
+    from ramp.platform.episodes import EpisodeStore
+
+    return EpisodeStore(root)
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from ramp.platform.episodes.stats import format_stats, store_stats
+
+    store = _store(args.root)
+    stats = store_stats(store.episodes())
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(format_stats(stats, args.root))
+    return 0
+
+
+def _cmd_data_validate(args: argparse.Namespace) -> int:
+    from ramp.platform.episodes.check import check_store
+
+    report = check_store(_store(args.root))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.format())
+    return 0 if report.clean else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ramp.benchmarks.registry import names, run_benchmark
+    from ramp.benchmarks.report import write_json
+
+    todo = names() if args.name == "all" else [args.name]
+    missed = []
+    for name in todo:
+        result = run_benchmark(name, quick=args.quick)
+        print(result.table())
+        if args.json:
+            target = args.json if (args.name != "all") else f"{args.json.rstrip('/')}/"
+            print(f"wrote {write_json(result, target)}")
+        missed += result.target_failures()
+        print()
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ramp",
+        description="World-model-conditioned continual RL for VLA robot policies, on Ray.",
+    )
+    parser.add_argument("--version", action="version", version=f"ramp {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    config = sub.add_parser("config", help="check and print configs")
+    config_sub = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    check = config_sub.add_parser(
+        "check", help="validate a config and print it with every default resolved"
+    )
+    check.add_argument("file", help="a YAML file, or the name of a built-in config")
+    check.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a key (repeatable)"
+    )
+    check.set_defaults(func=_cmd_config_check)
+
+    data = sub.add_parser("data", help="inspect and maintain an episode store")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    stats = data_sub.add_parser(
+        "stats", help="episodes, steps, success and intervention share per round/source/task"
+    )
+    stats.add_argument("root", help="store root: a path or s3://bucket/prefix")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    stats.set_defaults(func=_cmd_data_stats)
+    validate = data_sub.add_parser(
+        "validate", help="check every file, quarantine bad ones, repair the index"
+    )
+    validate.add_argument("root", help="store root: a path or s3://bucket/prefix")
+    validate.add_argument("--json", action="store_true", help="print JSON instead of text")
+    validate.set_defaults(func=_cmd_data_validate)
+
+    bench = sub.add_parser("bench", help="run a benchmark (prints a table; --json writes JSON)")
+    bench.add_argument("name", help="a benchmark name, or 'all'")
+    bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
+    bench.add_argument("--json", metavar="PATH", help="write the JSON result here (file or dir)")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        # `ramp`, `ramp data` ...: show the help of the deepest command given.
+        chosen = [a for a in (args.command, getattr(args, f"{args.command}_command", None)) if a]
+        parser.parse_args([*chosen, "--help"])
+        return 2
+    from ramp.platform.config import ConfigError, UnknownNameError
+    from ramp.platform.episodes import (
+        EpisodeConflictError,
+        EpisodeNotFoundError,
+        EpisodeValidationError,
+        LabelError,
+    )
+
+    try:
+        return int(func(args) or 0)
+    except (
+        ConfigError,
+        UnknownNameError,
+        EpisodeValidationError,
+        EpisodeConflictError,
+        EpisodeNotFoundError,
+        LabelError,
+        FileNotFoundError,
+    ) as e:
+        print(f"ramp: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Entry points that compose actors and the core; one module per `ramp` subcommand."""
