@@ -1,7 +1,8 @@
 """`ramp bench episode-store`: the store's own overhead against plain pyarrow, and frame encodings.
 
 Both sides write and read the same Arrow tables to the same layout (one Parquet file per episode,
-round/source partitions, same compression), so the ratio isolates what the store adds:
+round/source partitions, the same Parquet writer settings), so the ratio isolates what the store
+adds:
 validation, the content hash, the index claim and the atomic rename. Frames are two 96x96x3
 cameras per step, rendered-like (smooth shading, moving objects, a little sensor noise) rather
 than white noise, because compressibility decides the encoding choice.
@@ -16,18 +17,20 @@ import tempfile
 import numpy as np
 import pyarrow.parquet as pq
 
-from ramp.benchmarks.report import BenchResult, best_of
+from ramp.benchmarks.report import BenchResult, best_of, paired_medians
 from ramp.platform.config import EmbodimentConfig, StoreConfig
 from ramp.platform.episodes import Episode, EpisodeStore
 from ramp.platform.episodes.images import decode_frames
 from ramp.platform.episodes.index import episode_path
+from ramp.platform.episodes.store import parquet_options
 
 SIZE = 96
 CAMERAS = ("front", "wrist")
 
 
-def synthetic_frames(t: int, seed: int) -> np.ndarray:
-    """(t, 96, 96, 3) frames that compress like simple renders: shading, two moving shapes."""
+def synthetic_frames(t: int, seed: int, noise: float = 1.5) -> np.ndarray:
+    """(t, 96, 96, 3) frames: shading and two moving shapes, plus camera-like noise (sigma in
+    grey levels; 0 gives clean simulator renders)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / SIZE
     base = np.stack([0.3 + 0.4 * yy, 0.35 + 0.2 * xx, 0.5 - 0.2 * yy], axis=-1)
@@ -41,7 +44,7 @@ def synthetic_frames(t: int, seed: int) -> np.ndarray:
         img[mask] = (0.9, 0.2, 0.1)
         box = (np.abs(xx - 0.5) < 0.12) & (np.abs(yy - (0.7 - 0.001 * i)) < 0.05)
         img[box] = (0.2, 0.2, 0.8)
-        noisy = img * 255 + rng.normal(0, 1.5, size=img.shape)
+        noisy = img * 255 + (rng.normal(0, noise, size=img.shape) if noise else 0.0)
         frames[i] = np.clip(noisy, 0, 255).astype(np.uint8)
     return frames
 
@@ -57,7 +60,7 @@ def _embodiment() -> EmbodimentConfig:
     )
 
 
-def _episodes(n: int, t: int) -> list[Episode]:
+def _episodes(n: int, t: int, noise: float = 1.5) -> list[Episode]:
     rng = np.random.default_rng(0)
     out = []
     for i in range(n):
@@ -67,7 +70,10 @@ def _episodes(n: int, t: int) -> list[Episode]:
                 embodiment="bench_arm",
                 task=f"task-{i % 5}",
                 instruction="pick up the red ball and place it in the blue box",
-                images={c: synthetic_frames(t, seed=i * 7 + k) for k, c in enumerate(CAMERAS)},
+                images={
+                    c: synthetic_frames(t, seed=i * 7 + k, noise=noise)
+                    for k, c in enumerate(CAMERAS)
+                },
                 state=rng.normal(size=(t, 9)).astype(np.float32),
                 action=rng.uniform(-1, 1, size=(t, 7)).astype(np.float32),
                 success=bool(i % 2),
@@ -81,7 +87,7 @@ def _episodes(n: int, t: int) -> list[Episode]:
 
 def run(quick: bool = False) -> BenchResult:
     n_eps, steps = (12, 100) if quick else (40, 200)
-    repeats = 2 if quick else 3
+    repeats = 5 if quick else 9
     spec = {"bench_arm": _embodiment()}
     eps = _episodes(n_eps, steps)
     result = BenchResult("episode-store")
@@ -90,10 +96,12 @@ def run(quick: bool = False) -> BenchResult:
     try:
         # ---- frame encodings: size on disk and decode speed (store with each, read back) -----
         enc_rows = {}
-        for enc in ("raw", "png", "jpeg"):
+        n_sample = max(2, n_eps // 4)
+        clean = _episodes(n_sample, steps, noise=0.0)
+        for enc, frames in [(e, f) for f in ("camera", "render") for e in ("raw", "png", "jpeg")]:
             cfg = StoreConfig(image_encoding=enc)
-            store = EpisodeStore(os.path.join(tmp_root, f"enc-{enc}"), spec, cfg)
-            sample = eps[: max(2, n_eps // 4)]
+            store = EpisodeStore(os.path.join(tmp_root, f"enc-{enc}-{frames}"), spec, cfg)
+            sample = eps[:n_sample] if frames == "camera" else clean
             tables = []
             encode_s = best_of(lambda s=store, e=sample: [s.to_table(x) for x in e], 1)
             tables = [store.to_table(x) for x in sample]
@@ -109,10 +117,11 @@ def run(quick: bool = False) -> BenchResult:
 
             decode_s = best_of(decode_all, repeats)
             per_step = nbytes / (n_frames / len(CAMERAS))
-            enc_rows[enc] = (per_step, encode_s / n_frames * 1e3, decode_s / n_frames * 1e3)
-            result.metrics[f"bytes_per_step_{enc}"] = per_step
-            result.metrics[f"decode_ms_per_frame_{enc}"] = decode_s / n_frames * 1e3
-            result.metrics[f"encode_ms_per_frame_{enc}"] = encode_s / n_frames * 1e3
+            key = enc if frames == "camera" else f"{enc}_render"
+            enc_rows[key] = (per_step, encode_s / n_frames * 1e3, decode_s / n_frames * 1e3)
+            result.metrics[f"bytes_per_step_{key}"] = per_step
+            result.metrics[f"decode_ms_per_frame_{key}"] = decode_s / n_frames * 1e3
+            result.metrics[f"encode_ms_per_frame_{key}"] = encode_s / n_frames * 1e3
 
         # ---- write throughput: store vs plain pyarrow on identical tables --------------------
         store_cfg = StoreConfig()  # the default encoding (raw + zstd)
@@ -131,19 +140,12 @@ def run(quick: bool = False) -> BenchResult:
             for tb, e in zip(tables, eps, strict=True):
                 path = os.path.join(root, episode_path(e.round, e.source, e.episode_id))
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                pq.write_table(
-                    tb,
-                    path,
-                    compression=store_cfg.compression,
-                    compression_level=store_cfg.compression_level,
-                )
+                pq.write_table(tb, path, **parquet_options(tb, store_cfg))
             return root
 
-        # Interleave the two so drift on a shared machine hits both alike.
-        store_w, plain_w = float("inf"), float("inf")
-        for _ in range(repeats):
-            store_w = min(store_w, best_of(store_write, 1))
-            plain_w = min(plain_w, best_of(plain_write, 1))
+        store_w, plain_w = paired_medians(
+            store_write, plain_write, repeats, after=lambda root: shutil.rmtree(root)
+        )
         store_root = store_write()
         plain_root = plain_write()
         disk_bytes = sum(e.bytes for e in EpisodeStore(store_root, spec).episodes())
@@ -164,10 +166,7 @@ def run(quick: bool = False) -> BenchResult:
             for p in plain_paths:
                 pq.read_table(p)
 
-        store_r, plain_r = float("inf"), float("inf")
-        for _ in range(repeats):
-            store_r = min(store_r, best_of(store_read, 1))
-            plain_r = min(plain_r, best_of(plain_read, 1))
+        store_r, plain_r = paired_medians(store_read, plain_read, repeats)
         list_s = best_of(lambda: EpisodeStore(store_root, spec).episodes(), repeats)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
@@ -206,9 +205,11 @@ def run(quick: bool = False) -> BenchResult:
             "pyarrow steps/s": total_steps / plain_r,
         },
     ]
-    for enc, (per_step, enc_ms, dec_ms) in enc_rows.items():
+    for key, (per_step, enc_ms, dec_ms) in enc_rows.items():
+        enc, _, kind = key.partition("_")
         result.notes.append(
-            f"encoding {enc}: {per_step / 1024:.1f} KiB/step on disk (2 cameras 96x96), "
+            f"{enc:>4} frames, {'clean renders' if kind else 'noisy camera'}: "
+            f"{per_step / 1024:.1f} KiB/step on disk (2 cameras 96x96), "
             f"encode {enc_ms:.3f} ms/frame, decode {dec_ms:.3f} ms/frame"
         )
     result.notes.append(

@@ -127,6 +127,33 @@ def best_of(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
+def paired_medians(
+    ours: Callable[[], Any],
+    baseline: Callable[[], Any],
+    repeats: int,
+    after: Callable[[Any], None] | None = None,
+) -> tuple[float, float]:
+    """Median wall times of `ours` and `baseline`, run interleaved with alternating order.
+
+    On a shared 2-core machine disk write-back and neighbours come in bursts; interleaving
+    makes a burst hit both sides, and the median ignores the odd outlier either way. `after`
+    receives each call's return value outside the timing (e.g. to delete what it wrote).
+    """
+    times: dict[str, list[float]] = {"ours": [], "baseline": []}
+    for i in range(max(1, repeats)):
+        order = [("ours", ours), ("baseline", baseline)]
+        if i % 2:
+            order.reverse()
+        for key, fn in order:
+            t0 = time.perf_counter()
+            out = fn()
+            times[key].append(time.perf_counter() - t0)
+            if after is not None:
+                after(out)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return med["ours"], med["baseline"]
+
+
 def write_json(result: BenchResult, path: str | Path) -> Path:
     """Write to PATH, or to PATH/<name>.json when PATH is a directory."""
     p = Path(path)

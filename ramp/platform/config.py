@@ -334,6 +334,12 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigError(str(name_or_path), ["no such file"])
 
 
+def _line_key(problem: str) -> tuple[int, str]:
+    """Sort problems by their YAML line (those without one last)."""
+    m = re.match(r"line (\d+): ", problem)
+    return (int(m.group(1)) if m else 10**9, problem)
+
+
 def validate_config(data: Any, source: str = "<dict>", node: yaml.Node | None = None) -> RampConfig:
     """Validate a parsed mapping into a RampConfig, turning pydantic's errors into ConfigError."""
     if data is None:
@@ -343,9 +349,8 @@ def validate_config(data: Any, source: str = "<dict>", node: yaml.Node | None = 
     try:
         return RampConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(
-            source, [_describe(err, RampConfig, node) for err in e.errors()]
-        ) from None
+        described = [_describe(err, RampConfig, node) for err in e.errors()]
+        raise ConfigError(source, sorted(described, key=_line_key)) from None
 
 
 def load_config(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class StoreFS:
     fs: pafs.FileSystem
     base: str  # the root as the file system spells it (no trailing '/')
     uri: str  # the root as the user gave it
+    _made: set[str] = field(default_factory=set, repr=False)  # folders known to exist
 
     @classmethod
     def from_root(cls, root: str | Path, filesystem: pafs.FileSystem | None = None) -> StoreFS:
@@ -49,9 +50,14 @@ class StoreFS:
     # -- reads -----------------------------------------------------------------------------
 
     def exists(self, rel: str) -> bool:
+        if self.is_local:  # the write path asks this per episode; skip pyarrow's overhead
+            return os.path.exists(self.full(rel))
         return self.fs.get_file_info(self.full(rel)).type != pafs.FileType.NotFound
 
     def read_bytes(self, rel: str) -> bytes:
+        if self.is_local:
+            with open(self.full(rel), "rb") as f:
+                return f.read()
         with self.fs.open_input_stream(self.full(rel)) as f:
             return f.read()
 
@@ -89,8 +95,12 @@ class StoreFS:
     # -- writes ----------------------------------------------------------------------------
 
     def _mkdir_parent(self, rel: str) -> None:
-        if self.is_local:
-            os.makedirs(os.path.dirname(self.full(rel)), exist_ok=True)
+        if not self.is_local:
+            return  # object stores have no folders
+        parent = os.path.dirname(self.full(rel))
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
 
     def write_atomic(self, rel: str, data: bytes | pa.Buffer) -> None:
         """Make `rel` hold `data`, all or nothing, even if this process is killed midway.

@@ -237,19 +237,25 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into a batch of numpy arrays (strings stay lists; shapes must agree)."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
+    mixed = "mixed embodiments need padding to a common dimension first"
+
+    def stack(key: str, values: list[Any]) -> np.ndarray:
+        try:
+            return np.stack([np.asarray(v) for v in values])
+        except ValueError as e:
+            raise ValueError(
+                f"cannot batch {key!r}: shapes differ across samples ({mixed})"
+            ) from e
+
     out: dict[str, Any] = {}
     for key, first in samples[0].items():
         values = [s[key] for s in samples]
         if isinstance(first, dict):
-            out[key] = {k: np.stack([v[k] for v in values]) for k in first}
+            if any(set(v) != set(first) for v in values):
+                raise ValueError(f"cannot batch {key!r}: cameras differ across samples ({mixed})")
+            out[key] = {k: stack(f"{key}.{k}", [v[k] for v in values]) for k in first}
         elif isinstance(first, str) or first is None:
             out[key] = values
         else:
-            try:
-                out[key] = np.stack([np.asarray(v) for v in values])
-            except ValueError as e:
-                raise ValueError(
-                    f"cannot batch {key!r}: shapes differ across samples (mixed embodiments "
-                    "need padding to a common dimension first)"
-                ) from e
+            out[key] = stack(key, values)
     return out

@@ -93,6 +93,18 @@ def _accepts(value: Any, wanted: Filter) -> bool:
     return value in set(wanted)
 
 
+def parquet_options(table: pa.Table, config: StoreConfig) -> dict[str, Any]:
+    """Writer settings for an episode file: one row group, no dictionary or min/max statistics
+    on frame columns (both cost time on megabytes of pixels and help no reader)."""
+    plain = [c for c in table.column_names if not c.startswith(IMAGE_PREFIX)]
+    return {
+        "compression": config.compression,
+        "compression_level": config.compression_level if config.compression == "zstd" else None,
+        "use_dictionary": [c for c in plain if pa.types.is_string(table.schema.field(c).type)],
+        "write_statistics": plain,
+    }
+
+
 @dataclass
 class EpisodeStore:
     """Read and write episodes and their labels under one root."""
@@ -127,17 +139,7 @@ class EpisodeStore:
 
     def _serialize(self, table: pa.Table, sink: Any) -> None:
         """Parquet bytes of an episode into `sink` (a path or a stream)."""
-        plain = [c for c in table.column_names if not c.startswith(IMAGE_PREFIX)]
-        pq.write_table(
-            table,
-            sink,
-            compression=self.config.compression,
-            compression_level=self.config.compression_level
-            if self.config.compression == "zstd"
-            else None,
-            use_dictionary=[c for c in plain if pa.types.is_string(table.schema.field(c).type)],
-            write_statistics=plain,
-        )
+        pq.write_table(table, sink, **parquet_options(table, self.config))
 
     def write(self, episode: Episode | pa.Table) -> WriteResult:
         """Validate and store one episode; idempotent by episode id (see module docstring)."""
@@ -149,8 +151,9 @@ class EpisodeStore:
         claim = entry.model_dump_json().encode()
 
         for _ in range(3):
-            existing = self.lookup(meta.episode_id)
-            if existing is not None:
+            state, existing = self._claim_state(meta.episode_id)
+            if state == "present":
+                assert existing is not None
                 if existing.content_hash == digest or self._same_content(existing, table):
                     return WriteResult(
                         meta.episode_id, existing.path, "exists", existing.content_hash
@@ -159,8 +162,7 @@ class EpisodeStore:
                     f"episode {meta.episode_id!r} already exists at {existing.path} with different "
                     "content; episode ids must be globally unique (make a new id for new data)"
                 )
-            stale = self._read_entry(meta.episode_id)
-            if stale is not None:
+            if state == "stale":
                 # A writer died between claiming the id and landing the data: take over.
                 self.fs.write_atomic(index_path(meta.episode_id), claim)
                 break
@@ -205,6 +207,25 @@ class EpisodeStore:
         except ValueError:
             log.warning("index entry for %s is unreadable; ignoring it", episode_id)
             return None
+
+    def _claim_state(
+        self, episode_id: str
+    ) -> tuple[Literal["absent", "stale", "present"], IndexEntry | None]:
+        """Whether an id is free, claimed by a writer whose data never landed, or stored."""
+        cached = self._entries.get(episode_id)
+        if cached is not None and self.fs.exists(cached.path):
+            return "present", cached
+        text = self.fs.read_text(index_path(episode_id))
+        if text is None:
+            return "absent", None
+        try:
+            entry = IndexEntry.model_validate_json(text)
+        except ValueError:
+            return "stale", None  # an unreadable claim: nobody's data can depend on it
+        if not self.fs.exists(entry.path):
+            return "stale", entry
+        self._entries[episode_id] = entry
+        return "present", entry
 
     def lookup(self, episode_id: str) -> IndexEntry | None:
         """Where an episode lives, or None. Entries whose data never landed count as absent."""
