@@ -71,13 +71,15 @@ class Episode:
         return int(np.asarray(self.action).shape[0])
 
 
-def _list_array(values: np.ndarray, column: str, episode_id: str) -> pa.Array:
+def _list_array(values: np.ndarray, column: str, episode_id: str, steps: int) -> pa.Array:
     arr = np.asarray(values, dtype=np.float32)
     if arr.ndim != 2:
         raise EpisodeValidationError(
             episode_id, column, f"expected a (steps, dim) array, got shape {arr.shape}"
         )
     t, d = arr.shape
+    if t != steps:
+        raise EpisodeValidationError(episode_id, column, f"has {t} steps, action has {steps}")
     flat = pa.array(np.ascontiguousarray(arr).reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(0, (t + 1) * d, d, dtype=np.int32), type=pa.int32())
     return pa.ListArray.from_arrays(offsets, flat)
@@ -168,8 +170,8 @@ def episode_to_table(
         "embodiment": pa.array([ep.embodiment] * t, pa.string()),
         "task": pa.array([ep.task] * t, pa.string()),
         "instruction": pa.array(instructions, pa.string()),
-        "state": _list_array(ep.state, "state", eid),
-        "action": _list_array(ep.action, "action", eid),
+        "state": _list_array(ep.state, "state", eid, t),
+        "action": _list_array(ep.action, "action", eid, t),
         "reward": pa.array(reward, pa.float32()),
         "done": pa.array(done, pa.bool_()),
         "success": pa.array(success, pa.bool_()),
@@ -190,7 +192,7 @@ def episode_to_table(
         cols["progress"] = pa.array(per_step(ep.progress, "progress", np.float32, None))
         optional.append("progress")
     if ep.trajectory_2d is not None:
-        cols["trajectory_2d"] = _list_array(ep.trajectory_2d, "trajectory_2d", eid)
+        cols["trajectory_2d"] = _list_array(ep.trajectory_2d, "trajectory_2d", eid, t)
         optional.append("trajectory_2d")
 
     meta = EpisodeMeta(

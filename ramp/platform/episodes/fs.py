@@ -7,6 +7,7 @@ for the two operations whose atomicity differs (see ``write_atomic`` and ``creat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -176,10 +177,8 @@ class StoreFS:
         return True
 
     def delete(self, rel: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.full(rel))
-        except FileNotFoundError:
-            pass
 
     def move(self, src: str, dst: str) -> None:
         """Rename within the store (a copy + delete on object stores)."""
@@ -200,8 +199,12 @@ class StoreFS:
         selector = pafs.FileSelector(self.full(rel), recursive=True, allow_not_found=True)
         now = time.time()
         for info in self.fs.get_file_info(selector):
-            if info.type == pafs.FileType.File and info.base_name.startswith(TMP_PREFIX):
-                if info.mtime is not None and now - info.mtime.timestamp() > older_than_s:
-                    self.fs.delete_file(info.path)
-                    n += 1
+            if (
+                info.type == pafs.FileType.File
+                and info.base_name.startswith(TMP_PREFIX)
+                and info.mtime is not None
+                and now - info.mtime.timestamp() > older_than_s
+            ):
+                self.fs.delete_file(info.path)
+                n += 1
         return n

@@ -91,13 +91,25 @@ def index_path(episode_id: str) -> str:
     return f"{INDEX_DIR}/{shard}/{episode_id}.json"
 
 
+def _canonical_type(typ: pa.DataType) -> pa.DataType:
+    """`typ` with list items named as Arrow names them ('item').
+
+    Parquet reads list items back as 'element' and the IPC stream spells the name, so without
+    this a stored file would hash differently from the table it was written from.
+    """
+    if pa.types.is_list(typ):
+        return pa.list_(_canonical_type(typ.value_type))
+    return typ
+
+
 def content_hash(table: pa.Table, meta: EpisodeMeta) -> str:
     """A hash of what the episode holds, independent of which round it was filed under.
 
     Computed over the Arrow IPC stream of the table without placement columns or schema
-    metadata (plus the metadata's content fields), so the same steps hash the same however the
-    producer built them; a mismatch is still confirmed by a full comparison before a write is
-    refused (see EpisodeStore.write).
+    metadata (plus the metadata's content fields), with list item names and chunking made
+    canonical, so the same steps hash the same however the producer built them and whether
+    they come from memory or from the stored file; a mismatch is still confirmed by a full
+    comparison before a write is refused (see EpisodeStore.write).
     """
     h = xxhash.xxh3_128()
     h.update(json.dumps(meta.content_dict(), sort_keys=True).encode())
@@ -111,6 +123,9 @@ def content_hash(table: pa.Table, meta: EpisodeMeta) -> str:
         if pa.types.is_fixed_size_binary(typ) and body.column(name).null_count == 0
     ]
     rest = body.drop_columns(raw)
+    rest = rest.cast(
+        pa.schema([f.with_type(_canonical_type(f.type)) for f in rest.schema])
+    ).combine_chunks()
     sink = pa.BufferOutputStream()
     with ipc.new_stream(sink, rest.schema) as writer:
         writer.write_table(rest)

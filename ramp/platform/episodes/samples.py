@@ -98,7 +98,8 @@ class TrainingSamples:
             raise KeyError(f"{len(missing)} episodes are not in the store, e.g. {missing[0]!r}")
         self.lengths = {eid: entries[eid].num_steps for eid in self.episode_ids}
         if labels is not None:
-            unlabelled = [e for e in self.episode_ids if e not in store.labelled_ids(labels)]
+            labelled = store.labelled_ids(labels)  # one listing, not one per episode
+            unlabelled = [e for e in self.episode_ids if e not in labelled]
             if unlabelled:
                 raise KeyError(
                     f"{len(unlabelled)} episodes have no labels of world model {labels!r}, "
@@ -243,9 +244,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         try:
             return np.stack([np.asarray(v) for v in values])
         except ValueError as e:
-            raise ValueError(
-                f"cannot batch {key!r}: shapes differ across samples ({mixed})"
-            ) from e
+            raise ValueError(f"cannot batch {key!r}: shapes differ across samples ({mixed})") from e
 
     out: dict[str, Any] = {}
     for key, first in samples[0].items():

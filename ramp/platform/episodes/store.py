@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import numbers
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,6 +47,7 @@ from ramp.platform.episodes.labels import (
 )
 from ramp.platform.episodes.schema import (
     IMAGE_PREFIX,
+    OPTIONAL_COLUMNS,
     PLACEMENT_COLUMNS,
     SCHEMA_VERSION,
     EpisodeMeta,
@@ -88,7 +90,7 @@ Filter = Any  # a value, or a collection of accepted values
 def _accepts(value: Any, wanted: Filter) -> bool:
     if wanted is None:
         return True
-    if isinstance(wanted, str | bytes | bool | int | float):
+    if isinstance(wanted, str | bytes | numbers.Number):  # numpy scalars included
         return value == wanted
     return value in set(wanted)
 
@@ -162,6 +164,8 @@ class EpisodeStore:
                     f"episode {meta.episode_id!r} already exists at {existing.path} with different "
                     "content; episode ids must be globally unique (make a new id for new data)"
                 )
+            if self.fs.exists(rel) and self._index_unindexed(rel, meta.episode_id):
+                continue  # a data file without its index entry is there now: compare with it
             if state == "stale":
                 # A writer died between claiming the id and landing the data: take over.
                 self.fs.write_atomic(index_path(meta.episode_id), claim)
@@ -177,6 +181,21 @@ class EpisodeStore:
         entry = entry.model_copy(update={"bytes": size})
         self._entries[meta.episode_id] = entry
         return WriteResult(meta.episode_id, rel, "written", digest)
+
+    def _index_unindexed(self, rel: str, episode_id: str) -> bool:
+        """Index a data file found where a write would land but absent from the index (copied in,
+        or its entry lost), so the write compares with it instead of replacing it. False when the
+        file was bad and went to quarantine (the path is free)."""
+        try:
+            found = self._entry_from_file(rel)
+        except EpisodeUnreadableError:
+            return False  # already quarantined by the read
+        except EpisodeValidationError as e:
+            self.quarantine(rel, str(e))
+            return False
+        self.fs.write_atomic(index_path(episode_id), found.model_dump_json().encode())
+        self._entries[episode_id] = found
+        return True
 
     def _same_content(self, existing: IndexEntry, table: pa.Table) -> bool:
         """Full comparison, used only when hashes differ (e.g. a producer chunked differently)."""
@@ -257,8 +276,8 @@ class EpisodeStore:
         """Episodes matching every given filter (a value or a collection of values), by id."""
         wanted_ids = set(ids) if ids is not None else None
         prefixes = [EPISODES_DIR]
-        if isinstance(round, int):
-            prefixes = [f"{EPISODES_DIR}/round={round}"]
+        if isinstance(round, numbers.Integral) and not isinstance(round, bool):
+            prefixes = [f"{EPISODES_DIR}/round={int(round)}"]
         out = []
         for prefix in prefixes:
             for rel, size in sorted(self.fs.list_sizes(prefix).items()):
@@ -274,7 +293,11 @@ class EpisodeStore:
                 if entry is None or entry.path != rel:
                     try:
                         entry = self._entry_from_file(rel)
-                    except (EpisodeUnreadableError, EpisodeValidationError) as e:
+                    except (
+                        EpisodeUnreadableError,
+                        EpisodeValidationError,
+                        SchemaVersionError,  # written by a newer ramp: left in place
+                    ) as e:
                         log.warning("skipping %s: %s", rel, e)
                         continue
                 if entry.bytes != size:
@@ -292,7 +315,10 @@ class EpisodeStore:
 
     def _read_file(self, rel: str, columns: list[str] | None) -> pa.Table:
         try:
-            table = pq.read_table(self.fs.full(rel), filesystem=self.fs.fs, columns=columns)
+            if columns is None:
+                table = pq.read_table(self.fs.full(rel), filesystem=self.fs.fs)
+            else:
+                table = self._read_columns(rel, columns)
             if self.config.verify_on_read:
                 version, raw = decode_metadata(table.schema.metadata)
                 if version < SCHEMA_VERSION:
@@ -307,6 +333,21 @@ class EpisodeStore:
             raise EpisodeUnreadableError(
                 f"{rel} is unreadable ({reason}); moved to quarantine/"
             ) from e
+        return table
+
+    def _read_columns(self, rel: str, columns: list[str]) -> pa.Table:
+        """Only `columns`, in that order. A column this file lacks (an optional column it never
+        had, another embodiment's camera) comes back all null: asking for it is no sign of a
+        corrupt file, and readers of many episodes get one column set."""
+        with self.fs.fs.open_input_file(self.fs.full(rel)) as f:
+            parquet = pq.ParquetFile(f)
+            names = set(parquet.schema_arrow.names)
+            table = parquet.read(columns=[c for c in columns if c in names])
+            num_rows = parquet.metadata.num_rows
+        for i, name in enumerate(columns):
+            if name not in names:
+                typ = OPTIONAL_COLUMNS.get(name, pa.null())
+                table = table.add_column(i, pa.field(name, typ), pa.nulls(num_rows, typ))
         return table
 
     def read_episode(

@@ -52,9 +52,7 @@ def open_store(root: str | Path, **store_options: Any) -> EpisodeStore:
     return EpisodeStore(str(root), embodiments(), StoreConfig(root=str(root), **store_options))
 
 
-def frames_for(
-    episode_id: str, camera: str, num_steps: int, height: int, width: int
-) -> np.ndarray:
+def frames_for(episode_id: str, camera: str, num_steps: int, height: int, width: int) -> np.ndarray:
     """Deterministic, smooth frames (JPEG-friendly) that differ per episode, camera and step."""
     seed = zlib.crc32(f"{episode_id}/{camera}".encode())
     base = seed % 50

@@ -1,4 +1,4 @@
-"""A writer killed with SIGKILL never leaves a visible partial episode (real processes, real files)."""
+"""A writer killed with SIGKILL never leaves a visible partial episode (real processes)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,11 @@ def test_killed_mid_write_leaves_nothing_visible(tmp_path, make_store, make_epis
     )
     assert [e.episode_id for e in make_store().episodes()] == ["crash-1"]
     assert make_store().write(ep).status == "exists"
+
+    report = check_store(make_store(), stale_after_s=-1)  # the dead writer's temporary goes
+    assert report.temporaries_removed == 1 and report.clean and report.episodes_ok == 1
+    assert report.index_removed == [] and report.index_repaired == []
+    assert not list(root.rglob(f"{TMP_PREFIX}*"))
 
 
 def test_killed_at_random_moments_never_exposes_a_bad_episode(

@@ -64,6 +64,13 @@ def test_episode_filters(filled, filters, expected):
     assert _ids(filled.episodes(**filters)) == expected
 
 
+def test_filters_accept_numpy_values(filled):
+    rounds = np.array([0, 1, 2])
+    assert _ids(filled.episodes(round=rounds[1])) == ["a-2", "a-3"]
+    assert _ids(filled.episodes(round=rounds[[0, 2]])) == ["a-0", "a-1", "c-0", "c-1"]
+    assert _ids(filled.episodes(task=np.array(["drive"])[0], success=np.bool_(True))) == ["c-0"]
+
+
 def test_entries_describe_the_episodes(filled):
     by_id = {e.episode_id: e for e in filled.episodes()}
     for eid, round_, source, task, emb, success, steps in LAYOUT:

@@ -133,3 +133,20 @@ def test_unknown_episode_is_not_found(store):
         store.episode_meta("nope")
     assert store.lookup("nope") is None
     assert store.episodes() == []
+
+
+def test_projecting_columns_a_file_lacks_gives_nulls_not_quarantine(store, make_episode):
+    store.write(make_episode("plain", num_steps=4))  # no optional columns
+    store.write(make_episode("cart-p", embodiment="cart", num_steps=3))
+    table = store.read_episode("plain", columns=["step", "progress", "subgoal"])
+    assert table.column_names == ["step", "progress", "subgoal"]
+    assert table.column("progress").null_count == 4 and table.column("subgoal").null_count == 4
+    assert table.schema.field("progress").type == pa.float32()
+
+    mixed = store.read(columns=["episode_id", "image.front", "image.head"])
+    assert mixed.column_names == ["episode_id", "image.front", "image.head"]
+    assert mixed.column("image.front").null_count == 3  # the cart's steps
+    assert mixed.column("image.head").null_count == 4  # the arm's steps
+    assert store.quarantined() == []
+    assert [e.episode_id for e in store.episodes()] == ["cart-p", "plain"]
+    assert store.read_episode("plain").num_rows == 4

@@ -19,8 +19,7 @@ ALL = sorted((eid, t) for eid, n in LENGTHS.items() for t in range(n))
 @pytest.fixture
 def episodes(make_episode):
     return {
-        eid: make_episode(eid, num_steps=n, optional=(eid == "s-2"))
-        for eid, n in LENGTHS.items()
+        eid: make_episode(eid, num_steps=n, optional=(eid == "s-2")) for eid, n in LENGTHS.items()
     }
 
 
@@ -66,7 +65,8 @@ def test_sample_values_equal_the_stored_episode(sample_store, episodes):
             np.testing.assert_array_equal(s["future_images"][cam], frames[clamped])
         np.testing.assert_array_equal(s["future_state"], ep.state[clamped])
 
-        assert s["intervention"] == (bool(ep.intervention[t]) if ep.intervention is not None else False)
+        flags = ep.intervention if ep.intervention is not None else np.zeros(n, bool)
+        assert s["intervention"] == bool(flags[t])
         offset = list(LENGTHS).index(ep.episode_id)
         assert s["value"] == np.float32(offset + t / 10)
         assert s["advantage"] == -np.float32(offset + t / 10)

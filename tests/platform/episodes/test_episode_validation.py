@@ -124,6 +124,35 @@ CASES = {
         "has 5 entries",
     ),
     "short-reward": (lambda ep: {"reward": np.zeros(T - 2)}, "reward", None, "has 4 steps"),
+    "short-state": (lambda ep: {"state": ep.state[:-1]}, "state", None, "has 5 steps"),
+    "short-trajectory": (
+        lambda ep: {"trajectory_2d": np.zeros((T - 1, 4), np.float32)},
+        "trajectory_2d",
+        None,
+        "has 5 steps",
+    ),
+    "odd-trajectory": (
+        lambda ep: {"trajectory_2d": np.zeros((T, 3), np.float32)},
+        "trajectory_2d",
+        None,
+        "even number",
+    ),
+    "nan-trajectory": (
+        lambda ep: {"trajectory_2d": np.full((T, 2), np.nan, np.float32)},
+        "trajectory_2d",
+        None,
+        "not finite",
+    ),
+    "flat-state": (lambda ep: {"state": ep.state[:, 0]}, "state", None, "(steps, dim)"),
+    "no-steps": (
+        lambda ep: {
+            "action": np.zeros((0, 3), np.float32),
+            "state": np.zeros((0, 4), np.float32),
+        },
+        "action",
+        None,
+        "at least one step",
+    ),
 }
 
 
@@ -158,7 +187,9 @@ def test_bad_episode_is_refused_and_nothing_is_written(store, make_episode, file
     assert store.read_episode(EID).num_rows == T
 
 
-@pytest.mark.parametrize("bad_id", ["", "has space", "../escape", "a/b", "-leading-dash", "x" * 129])
+@pytest.mark.parametrize(
+    "bad_id", ["", "has space", "../escape", "a/b", "-leading-dash", "x" * 129]
+)
 def test_bad_episode_ids_are_refused(store, make_episode, files, bad_id):
     with pytest.raises(EpisodeValidationError) as info:
         store.write(make_episode(bad_id))
