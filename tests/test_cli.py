@@ -19,7 +19,11 @@ RAMP = str(Path(sys.executable).with_name("ramp"))
 
 def ramp(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [RAMP, *args], capture_output=True, text=True, cwd=cwd, timeout=300,
+        [RAMP, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
 

@@ -158,9 +158,7 @@ def test_future_offsets_must_increase():
 
 
 def test_overrides_merge_and_parse_yaml(tmp_path):
-    cfg = load_config(
-        write(tmp_path, GOOD), ["store.root=s3://bucket/x", "sampling.chunk_size=10"]
-    )
+    cfg = load_config(write(tmp_path, GOOD), ["store.root=s3://bucket/x", "sampling.chunk_size=10"])
     assert cfg.store.root == "s3://bucket/x"
     assert cfg.sampling.chunk_size == 10
     assert cfg.store.image_encoding == "jpeg"  # untouched keys survive the merge

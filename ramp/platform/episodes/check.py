@@ -36,6 +36,7 @@ class CheckReport:
     index_removed: list[str] = field(default_factory=list)
     temporaries_removed: int = 0
     newer_schema: list[str] = field(default_factory=list)
+    hash_mismatch: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -50,6 +51,7 @@ class CheckReport:
             "index_removed": self.index_removed,
             "temporaries_removed": self.temporaries_removed,
             "newer_schema": self.newer_schema,
+            "hash_mismatch": self.hash_mismatch,
         }
 
     def format(self) -> str:
@@ -64,6 +66,11 @@ class CheckReport:
             lines.append(f"index: {len(self.index_removed)} entries without data removed")
         if self.temporaries_removed:
             lines.append(f"{self.temporaries_removed} temporaries of killed writers removed")
+        if self.hash_mismatch:
+            lines.append(
+                f"{len(self.hash_mismatch)} episodes hash differently from their index entry "
+                "(kept: labels are keyed to it), e.g. " + self.hash_mismatch[0]
+            )
         if self.newer_schema:
             lines.append(f"{len(self.newer_schema)} files need a newer ramp (left in place)")
         return "\n".join(lines)
@@ -116,7 +123,12 @@ def check_store(store: EpisodeStore, stale_after_s: float = 3600.0) -> CheckRepo
         seen[eid] = rel
         digest = content_hash(table, meta)
         entry = store._read_entry(eid)
-        if entry is None or entry.path != rel or entry.content_hash != digest:
+        if entry is not None and entry.path == rel and entry.content_hash != digest:
+            # Same file, another hash: the hash function changed (a pyarrow upgrade can do that)
+            # or the bytes did. Keep the entry, because label sidecars are keyed to its hash and
+            # rewriting it would make every label stale; writes still confirm by comparison.
+            report.hash_mismatch.append(eid)
+        if entry is None or entry.path != rel:
             fresh = IndexEntry.from_meta(meta, rel, digest, fs.size(rel))
             fs.write_atomic(index_path(eid), fresh.model_dump_json().encode())
             store._entries[eid] = fresh

@@ -474,6 +474,9 @@ class EpisodeStore:
     def quarantine(self, rel: str, reason: str) -> str:
         """Move a bad file out of the way, with a JSON note of why; returns its new path."""
         dst = f"{QUARANTINE_DIR}/{rel}"
+        if self.fs.exists(dst):  # keep earlier quarantined copies and their reasons
+            stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+            dst = f"{dst}.{stamp}"
         try:
             self.fs.move(rel, dst)
         except FileNotFoundError:
@@ -491,6 +494,12 @@ class EpisodeStore:
             if entry is not None and entry.path == rel:
                 self.fs.delete(index_path(eid))
             self._entries.pop(eid, None)
+            # Its labels describe content that is no longer in the store: move them along, so
+            # a re-upload of the id is relabelled instead of counted as already labelled.
+            for version in self.label_versions():
+                label_rel = label_path(version, eid)
+                if self.fs.exists(label_rel):
+                    self.quarantine(label_rel, f"its episode was quarantined: {reason}")
         log.warning("quarantined %s: %s", rel, reason)
         return dst
 

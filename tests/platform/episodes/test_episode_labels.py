@@ -164,8 +164,15 @@ def test_stale_labels_are_not_joined(store, make_episode, make_labels):
         store.read_episode("ep-s")
     replacement = make_episode("ep-s", num_steps=4, seed=99)  # same id, other content
     assert store.write(replacement).status == "written"
-    assert "ep-s" in store.labelled_ids(WM1)  # the sidecar is still there ...
-    with pytest.raises(LabelError, match="other content"):  # ... but never joined
+    # The quarantine took the sidecar along, so the new content counts as unlabelled ...
+    assert "ep-s" not in store.labelled_ids(WM1)
+    with pytest.raises(LabelError, match="no labels"):
+        store.read_episode("ep-s", labels=WM1)
+    # ... and a stale sidecar put back by hand is still never joined.
+    label_rel = f"labels/wm={WM1}/ep-s.parquet"
+    store.fs.write_atomic(label_rel, store.fs.read_bytes(f"quarantine/{label_rel}"))
+    assert "ep-s" in store.labelled_ids(WM1)
+    with pytest.raises(LabelError, match="other content"):
         store.read_episode("ep-s", labels=WM1)
 
     store.write_labels(WM1, make_labels("ep-s", 4, offset=2.0))  # relabelled: joins again

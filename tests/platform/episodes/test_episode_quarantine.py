@@ -175,3 +175,24 @@ def test_check_store_leaves_a_healthy_store_and_its_labels_alone(
     after = make_store()
     for eid in ("h-0", "h-1"):  # labels still belong to the episodes they were made for
         assert after.read_episode(eid, labels="wm-1").column("value").null_count == 0
+
+
+def test_quarantining_an_episode_moves_its_labels_along(store, make_episode, make_labels):
+    ep = make_episode("q-lab", num_steps=5)
+    store.write(ep)
+    store.write_labels("wm-a", make_labels("q-lab", 5))
+    store.write_labels("wm-b", make_labels("q-lab", 5))
+    store.quarantine(store.lookup("q-lab").path, "test: pretend it is corrupt")
+    assert "q-lab" not in store.labelled_ids("wm-a")
+    assert "q-lab" not in store.labelled_ids("wm-b")
+    notes = {n["original_path"]: n["reason"] for n in store.quarantined()}
+    assert any("labels/wm=wm-a/q-lab" in p for p in notes)
+    assert all("pretend it is corrupt" in r for r in notes.values())
+
+
+def test_quarantining_the_same_path_twice_keeps_both(store, make_episode):
+    for round_ in (0, 0):
+        ep = make_episode("q-twice", num_steps=3)
+        store.write(ep)
+        store.quarantine(store.lookup("q-twice").path, f"pass {round_}")
+    assert len(store.quarantined()) == 2
