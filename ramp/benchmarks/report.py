@@ -39,7 +39,8 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.machine()}"
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {system}"
 
 
 @dataclass
