@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from ramp.platform.base import StrictModel  # defined there to avoid an import cycle; re-exported
+from ramp.platform.envs.settings import EnvsConfig
+from ramp.platform.rl.settings import RLConfig
 
 CONFIG_FORMAT_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CAMERA_PATTERN = r"^[a-z0-9][a-z0-9_]{0,31}$"
-
-
-class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # --------------------------------------------------------------------------- embodiments
@@ -123,7 +121,7 @@ class StoreConfig(StrictModel):
 
 
 class SamplingConfig(StrictModel):
-    """The training-sample iterator: which windows of which episodes a trainer sees, in what order."""
+    """The training-sample iterator: which steps of which episodes a trainer sees, in what order."""
 
     chunk_size: int = Field(default=50, ge=1, le=1024, description="action chunk length H")
     future_offsets: list[int] = Field(
@@ -162,6 +160,8 @@ class RampConfig(StrictModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     embodiments: dict[str, EmbodimentConfig] = Field(default_factory=dict)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    envs: EnvsConfig = Field(default_factory=EnvsConfig)
 
     @field_validator("embodiments")
     @classmethod

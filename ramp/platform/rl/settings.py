@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ramp.platform.base import StrictModel
 
@@ -215,6 +215,15 @@ class CollapseConfig(StrictModel):
         description="Kendall tau is computed on at most this many steps (seeded subsample)",
     )
     seed: int = Field(default=0, description="seed of the Kendall tau subsample")
+
+    @model_validator(mode="after")
+    def _fraction_bounds(self) -> CollapseConfig:
+        if self.min_positive_fraction > self.max_positive_fraction:
+            raise ValueError(
+                f"min_positive_fraction ({self.min_positive_fraction}) is above "
+                f"max_positive_fraction ({self.max_positive_fraction})"
+            )
+        return self
 
 
 class RLConfig(StrictModel):

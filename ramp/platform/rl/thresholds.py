@@ -68,7 +68,7 @@ class Thresholds:
 
 def positives_for(n: int, positive_fraction: float) -> int:
     """How many of n fitted steps the quantile rule labels positive: floor(f n + 1/2)."""
-    return min(n, int(math.floor(positive_fraction * n + 0.5)))
+    return min(n, math.floor(positive_fraction * n + 0.5))
 
 
 def exact_epsilon(values: np.ndarray, positive_fraction: float) -> float:
@@ -110,15 +110,31 @@ def _sample(a, human, use_human, offsets, task, stride, buf_start, buf_vals, buf
 
 @njit(cache=True, nogil=True)
 def _label_pass(
-    a, human, use_human, offsets, task, lo, hi, collect, out, below, above, buf_start, buf_cap,
-    buf_vals, buf_idx, buf_count,
+    a,
+    human,
+    use_human,
+    offsets,
+    task,
+    lo,
+    hi,
+    collect,
+    out,
+    below,
+    above,
+    buf_start,
+    buf_cap,
+    buf_vals,
+    buf_idx,
+    buf_count,
 ):  # pragma: no cover - compiled
     # One pass writing a code per step into `out` (uint8): 1 = positive (above hi, or human),
     # 0 = negative, 2 = inside [lo, hi] of a task still being fitted (resolved by the caller, which
     # rewrites those to 0/1 so `out` can be viewed as bool). Known tasks have lo = hi = eps.
     # The labelling loop is branch-free over per-episode slices, which lets LLVM vectorise it;
     # the few codes 2 are then picked up from the episode slice while it is still in cache.
+    # Returns the number of NaN advantages met (NaN compares false both ways).
     one = np.uint8(1)
+    n_nan = 0
     for e in range(offsets.size - 1):
         t = task[e]
         s = offsets[e]
@@ -143,6 +159,7 @@ def _label_pass(
                 n_above += up & free
                 n_below += dn & free
                 n_free += free
+                n_nan += x != x
         else:
             for i in range(length):
                 x = xs[i]
@@ -151,6 +168,7 @@ def _label_pass(
                 os[i] = up | (((up | dn) ^ one) & col) << one
                 n_above += up
                 n_below += dn
+                n_nan += x != x
             n_free = length
         above[t] += n_above
         below[t] += n_below
@@ -165,6 +183,7 @@ def _label_pass(
                         buf_idx[base + c] = s + i
                     c += 1
             buf_count[t] = c
+    return n_nan
 
 
 @njit(cache=True, nogil=True)
@@ -199,10 +218,6 @@ def _prepare(
     a = np.ascontiguousarray(adv, dtype=np.float32)
     if a.shape != (episodes.n_steps,):
         raise ValueError(f"{episodes.n_steps} steps but the advantages have shape {a.shape}")
-    if a.size and not np.isfinite(a.sum()):
-        bad = np.flatnonzero(~np.isfinite(a))
-        if bad.size:
-            raise ValueError(f"advantage at step index {int(bad[0])} is not finite")
     if human is None:
         h = np.zeros(0, dtype=bool)
     else:
@@ -224,13 +239,16 @@ def label_indicator(
     human: np.ndarray | None,
     cfg: ThresholdConfig,
     previous: Thresholds | None = None,
-    sample_size: int = 1 << 16,
+    sample_size: int | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Thresholds]:
     """Fit the thresholds (rule of ``rl.threshold``) and label every step: (I as bool[N], eps).
 
     ``human`` marks steps a human acted on (the intervention column) or is None. Tasks known to
     ``previous`` keep its eps (rule "quantile"); others are fitted on this data. ``sample_size``
-    only trades the speed of the bracket estimate; the result is exact regardless.
+    (steps sampled per task; default: balanced against the task's size) only trades the speed
+    of the bracket estimate; the result is exact regardless. ``out`` (bool
+    [N]) is written in place when given, so a labeller reuses one buffer chunk after chunk.
     """
     a, h = _prepare(adv, episodes, human)
     use_h = bool(h.size) and cfg.force_human_positive
@@ -253,7 +271,14 @@ def label_indicator(
     to_fit = present & ~known
 
     # 1. Systematic sample of the tasks to fit; a task small enough is sampled whole (exact).
-    stride = np.where(to_fit, np.maximum(1, steps // max(1, sample_size)), 0).astype(np.int64)
+    if sample_size is None:
+        # Sampling and selecting m values costs about as much per value as selecting one of the
+        # n * (bracket share ~ 4.8 / sqrt(m)) values collected in the bracket; the total is
+        # smallest near m = (2.4 n)^(2/3).
+        m = np.clip(np.cbrt((2.4 * steps) ** 2), 256, 1 << 16).astype(np.int64)
+    else:
+        m = np.full(k_tasks, max(1, sample_size), dtype=np.int64)
+    stride = np.where(to_fit, np.maximum(1, steps // m), 0).astype(np.int64)
     n_eps = np.zeros(k_tasks, dtype=np.int64)
     np.add.at(n_eps, episodes.task, 1)
     cap = np.where(to_fit, steps // np.maximum(stride, 1) + n_eps, 0)
@@ -282,36 +307,24 @@ def label_indicator(
         bcap[t] = int(2 * share * steps[t]) + 1024
 
     # 2. One pass over all steps: certain labels written, bracket contents collected.
-    out = np.empty(a.size, dtype=bool)
-    below = np.zeros(k_tasks, dtype=np.int64)
-    above = np.zeros(k_tasks, dtype=np.int64)
-    bstart = np.concatenate([[0], np.cumsum(bcap)]).astype(np.int64)
-    bvals = np.empty(int(bstart[-1]), dtype=np.float32)
-    bidx = np.empty(int(bstart[-1]), dtype=np.int64)
-    bcount = np.zeros(k_tasks, dtype=np.int64)
-    _label_pass(
-        a, h, use_h, episodes.offsets, episodes.task, lo, hi, collect, out, below, above,
-        bstart, bcap, bvals, bidx, bcount,
-    )
+    codes, below, above, found = _run_pass(a, h, use_h, episodes, lo, hi, collect, bcap, out)
 
     # 3. Exact threshold inside each bracket (or over the whole task when the bracket missed).
     for t in np.flatnonzero(collect):
-        n = int(below[t] + above[t] + bcount[t])
+        vals, idx, n_inside = found[t]
+        n = int(below[t] + above[t] + n_inside)
         if n == 0:
             continue
         rank = n - positives_for(n, f) - 1
-        inside = bcount[t] <= bcap[t] and below[t] <= rank < below[t] + bcount[t]
-        if inside:
-            vals = bvals[bstart[t] : bstart[t] + bcount[t]]
+        if vals.size == n_inside and below[t] <= rank < below[t] + n_inside:
             r = int(rank - below[t])
             eps[t] = float(np.partition(vals, r)[r])
-            idx = bidx[bstart[t] : bstart[t] + bcount[t]]
-            out[idx] = vals > np.float32(eps[t])
+            codes[idx] = vals > np.float32(eps[t])  # eps is one of the float32 values
         else:
             buf = np.empty(int(steps[t]), dtype=np.float32)
             got = _gather_task(a, h, use_h, episodes.offsets, episodes.task, t, buf)
             eps[t] = exact_epsilon(buf[:got], f)
-            _apply_task(a, h, use_h, episodes.offsets, episodes.task, t, np.float32(eps[t]), out)
+            _apply_task(a, h, use_h, episodes.offsets, episodes.task, t, np.float32(eps[t]), codes)
         known[t] = True
         fitted[names[t]] = n
 
@@ -319,12 +332,88 @@ def label_indicator(
     for t in range(k_tasks):
         if known[t] and (present[t] or cfg.rule == "fixed"):
             epsilon[names[t]] = float(eps[t])
-    return out, Thresholds(epsilon, cfg.rule, f, fitted)
+    return codes.view(bool), Thresholds(epsilon, cfg.rule, f, fitted)
+
+
+def _run_pass(
+    a: np.ndarray,
+    h: np.ndarray,
+    use_h: bool,
+    episodes: Episodes,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    collect: np.ndarray,
+    cap: np.ndarray,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray, int]]]:
+    """Codes per step, counts below/above per task, and (values, indices, count) inside brackets.
+
+    Float32 advantages are compared with the thresholds rounded outward to float32, which gives
+    exactly the float64 comparison (no float32 lies strictly between a value and its rounding).
+    """
+    k = episodes.n_tasks
+    below = np.zeros(k, dtype=np.int64)
+    above = np.zeros(k, dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(cap)]).astype(np.int64)
+    vals = np.empty(int(start[-1]), dtype=np.float32)
+    idx = np.empty(int(start[-1]), dtype=np.int64)
+    count = np.zeros(k, dtype=np.int64)
+    if out is None:
+        out = np.empty(a.size, dtype=bool)
+    elif out.shape != a.shape or out.dtype != np.bool_ or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous bool array of shape {a.shape}")
+    codes = out.view(np.uint8)
+    n_nan = _label_pass(
+        a,
+        h,
+        use_h,
+        episodes.offsets,
+        episodes.task,
+        _f32_up(lo),
+        _f32_down(hi),
+        collect,
+        codes,
+        below,
+        above,
+        start,
+        cap.astype(np.int64),
+        vals,
+        idx,
+        count,
+    )
+    if n_nan:
+        bad = int(np.flatnonzero(np.isnan(a))[0])
+        raise ValueError(f"advantage at step index {bad} is NaN ({n_nan} NaN steps in all)")
+    found = {}
+    for t in np.flatnonzero(collect):
+        got = int(min(count[t], cap[t]))
+        found[int(t)] = (
+            vals[start[t] : start[t] + got],
+            idx[start[t] : start[t] + got],
+            int(count[t]),
+        )
+    return codes, below, above, found
+
+
+def _f32_down(x: np.ndarray) -> np.ndarray:
+    """Largest float32 <= x: for float32 a, ``a > x`` iff ``a > _f32_down(x)``."""
+    y = np.asarray(x, dtype=np.float64).astype(np.float32)
+    over = y.astype(np.float64) > x
+    y[over] = np.nextafter(y[over], np.float32(-np.inf))
+    return y
+
+
+def _f32_up(x: np.ndarray) -> np.ndarray:
+    """Smallest float32 >= x: for float32 a, ``a < x`` iff ``a < _f32_up(x)``."""
+    y = np.asarray(x, dtype=np.float64).astype(np.float32)
+    under = y.astype(np.float64) < x
+    y[under] = np.nextafter(y[under], np.float32(np.inf))
+    return y
 
 
 def _margin(m: int, f: float) -> int:
-    # Six binomial standard deviations of the sample quantile's rank, plus slack for ties.
-    return int(math.ceil(6.0 * math.sqrt(m * f * (1.0 - f)))) + 8
+    # Five binomial standard deviations of the sample quantile's rank, plus slack for ties.
+    return math.ceil(5.0 * math.sqrt(m * f * (1.0 - f))) + 8
 
 
 def _bracket(xs: np.ndarray, f: float) -> tuple[float, float]:
@@ -333,8 +422,8 @@ def _bracket(xs: np.ndarray, f: float) -> tuple[float, float]:
         return -np.inf, np.inf
     j = (1.0 - f) * m
     d = _margin(m, f)
-    i_lo = int(math.floor(j)) - d
-    i_hi = int(math.ceil(j)) + d
+    i_lo = math.floor(j) - d
+    i_hi = math.ceil(j) + d
     kth = [i for i in (i_lo, i_hi) if 0 <= i < m]
     part = np.partition(xs, kth) if kth else xs
     lo = float(part[i_lo]) if i_lo >= 0 else -np.inf
@@ -379,11 +468,7 @@ def improvement_indicator(
                 "fit it with label_indicator(..., previous=thresholds)"
             )
         eps[t] = thresholds.epsilon[name]
-    out = np.empty(a.size, dtype=bool)
-    zeros = np.zeros(episodes.n_tasks, dtype=np.int64)
     none = np.zeros(episodes.n_tasks, dtype=bool)
-    _label_pass(
-        a, h, use_h, episodes.offsets, episodes.task, eps, eps, none, out, zeros.copy(),
-        zeros.copy(), zeros, zeros, np.empty(0, np.float32), np.empty(0, np.int64), zeros.copy(),
-    )
-    return out
+    cap = np.zeros(episodes.n_tasks, dtype=np.int64)
+    codes = _run_pass(a, h, use_h, episodes, eps, eps, none, cap)[0]
+    return codes.view(bool)
