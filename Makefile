@@ -11,7 +11,7 @@ QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 STAMP  := $(VENV)/.ramp-installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast lint format bench bench-quick clean
+.PHONY: help setup system-deps test test-fast lint format bench bench-quick clean
 
 help:
 	@echo "make setup       build $(VENV) with the pinned dependency set (constraints.txt)"
@@ -34,10 +34,24 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -c "import ramp, torch, ray, pyarrow; print('==> ramp', ramp.__version__, '| torch', torch.__version__, '| ray', ray.__version__, '| pyarrow', pyarrow.__version__)"
 	@touch $@
 
-test: setup
+# System packages the tests need: Ceph (a real S3 server, started by the tests themselves).
+# Installed with apt-get when run as root; otherwise the S3 tests skip with a hint (fail on CI).
+CEPH_PKGS := radosgw ceph-mon ceph-osd
+system-deps:
+	@if ! command -v radosgw >/dev/null 2>&1 || ! command -v ceph-osd >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "==> installing Ceph ($(CEPH_PKGS)) for the S3 tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $(CEPH_PKGS) >/dev/null; \
+	  else \
+	    echo "note: Ceph is not installed (sudo apt-get install $(CEPH_PKGS)); S3 tests will skip"; \
+	  fi; \
+	fi
+
+test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup system-deps
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup

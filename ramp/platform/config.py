@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ramp.platform.base import StrictModel  # defined there to avoid an import cycle; re-exported
 from ramp.platform.envs.settings import EnvsConfig
+from ramp.platform.models.settings import ModelsConfig
 from ramp.platform.rl.settings import RLConfig
 
 CONFIG_FORMAT_VERSION = 1
@@ -96,6 +104,31 @@ class EmbodimentConfig(StrictModel):
 # --------------------------------------------------------------------------- store
 
 
+class S3Config(StrictModel):
+    """How to reach an S3-compatible server for `s3://` roots.
+
+    Unset fields fall back to the standard AWS environment variables (AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), so one config works on a laptop and
+    on a cluster whose nodes carry their own credentials.
+    """
+
+    endpoint_url: str | None = Field(
+        default=None, description="e.g. http://127.0.0.1:7480 (Ceph RGW); default: AWS_ENDPOINT_URL"
+    )
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    region: str | None = Field(default=None, description="default: AWS_REGION, else us-east-1")
+    client: Literal["pyarrow", "s3fs"] = Field(
+        default="pyarrow", description="pyarrow's native S3 client, or s3fs (fsspec) via pyarrow"
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(
+        default=6, ge=1, le=20, description="attempts per request; transient errors back off"
+    )
+    create_bucket: bool = Field(default=False, description="create the bucket if it is missing")
+
+
 class StoreConfig(StrictModel):
     """Where episodes, labels, checkpoints and round manifests live, and how frames are encoded."""
 
@@ -111,6 +144,7 @@ class StoreConfig(StrictModel):
     jpeg_quality: int = Field(default=95, ge=1, le=100)
     compression: Literal["zstd", "lz4", "snappy", "none"] = "zstd"
     compression_level: int = Field(default=1, ge=1, le=22, description="zstd level")
+    s3: S3Config = Field(default_factory=S3Config)
     verify_on_read: bool = Field(
         default=True,
         description="check schema and metadata of every file read; bad files go to quarantine/",
@@ -162,6 +196,7 @@ class RampConfig(StrictModel):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     envs: EnvsConfig = Field(default_factory=EnvsConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
 
     @field_validator("embodiments")
     @classmethod

@@ -8,6 +8,7 @@ for the two operations whose atomicity differs (see ``write_atomic`` and ``creat
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,30 @@ import pyarrow.fs as pafs
 TMP_PREFIX = ".tmp-"
 
 
+class StoreUnavailableError(OSError):
+    """The store could not be reached (after the client's retries); names the endpoint."""
+
+
+def _remote_errors(method: Callable) -> Callable:
+    """On remote stores, turn transport errors into StoreUnavailableError naming the endpoint.
+
+    Missing files stay FileNotFoundError. Local errors pass through unchanged.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: StoreFS, *args: Any, **kwargs: Any) -> Any:
+        if self.is_local:
+            return method(self, *args, **kwargs)
+        try:
+            return method(self, *args, **kwargs)
+        except (FileNotFoundError, StoreUnavailableError):
+            raise
+        except OSError as e:
+            raise StoreUnavailableError(f"store {self.uri} at {self.where}: {e}") from e
+
+    return wrapper
+
+
 @dataclass
 class StoreFS:
     """A root on a file system; every path argument is relative to the root ('/'-separated)."""
@@ -28,16 +53,37 @@ class StoreFS:
     fs: pafs.FileSystem
     base: str  # the root as the file system spells it (no trailing '/')
     uri: str  # the root as the user gave it
+    where: str = "local disk"  # for error messages: the endpoint behind the root
     _made: set[str] = field(default_factory=set, repr=False)  # folders known to exist
 
     @classmethod
-    def from_root(cls, root: str | Path, filesystem: pafs.FileSystem | None = None) -> StoreFS:
+    def from_root(
+        cls,
+        root: str | Path,
+        filesystem: pafs.FileSystem | None = None,
+        s3: Any = None,
+    ) -> StoreFS:
+        """A local path, an s3:// URI (settings from `s3`, an S3Config, and the environment),
+        or any root on an explicitly given pyarrow file system."""
         root = str(root)
         if filesystem is not None:
-            return cls(filesystem, root.rstrip("/"), root)
+            return cls(filesystem, root.rstrip("/"), root, where=type(filesystem).__name__)
+        if root.startswith("s3://"):
+            from ramp.platform.episodes.s3 import (
+                ensure_bucket,
+                resolve,
+                s3_filesystem,
+                split_s3_uri,
+            )
+
+            settings = resolve(s3)
+            bucket, prefix = split_s3_uri(root)
+            fs = s3_filesystem(settings)
+            ensure_bucket(fs, bucket, settings)
+            return cls(fs, f"{bucket}/{prefix}".rstrip("/"), root, where=settings.where)
         if "://" in root:
             fs, base = pafs.FileSystem.from_uri(root)
-            return cls(fs, base.rstrip("/"), root)
+            return cls(fs, base.rstrip("/"), root, where=root.split("://", 1)[0])
         path = os.path.abspath(root)
         return cls(pafs.LocalFileSystem(), path, root)
 
@@ -50,11 +96,13 @@ class StoreFS:
 
     # -- reads -----------------------------------------------------------------------------
 
+    @_remote_errors
     def exists(self, rel: str) -> bool:
         if self.is_local:  # the write path asks this per episode; skip pyarrow's overhead
             return os.path.exists(self.full(rel))
         return self.fs.get_file_info(self.full(rel)).type != pafs.FileType.NotFound
 
+    @_remote_errors
     def read_bytes(self, rel: str) -> bytes:
         if self.is_local:
             with open(self.full(rel), "rb") as f:
@@ -69,6 +117,7 @@ class StoreFS:
         except FileNotFoundError:
             return None
 
+    @_remote_errors
     def list_files(self, rel: str, recursive: bool = True) -> list[str]:
         """Relative paths of the files under `rel` (temporaries excluded); [] when it is absent."""
         selector = pafs.FileSelector(self.full(rel), recursive=recursive, allow_not_found=True)
@@ -80,6 +129,7 @@ class StoreFS:
             out.append(info.path[cut:])
         return sorted(out)
 
+    @_remote_errors
     def list_sizes(self, rel: str) -> dict[str, int]:
         """{relative path: size in bytes} of the files under `rel` (temporaries excluded)."""
         selector = pafs.FileSelector(self.full(rel), recursive=True, allow_not_found=True)
@@ -90,6 +140,7 @@ class StoreFS:
             if info.type == pafs.FileType.File and not info.base_name.startswith(TMP_PREFIX)
         }
 
+    @_remote_errors
     def size(self, rel: str) -> int:
         return self.fs.get_file_info(self.full(rel)).size or 0
 
@@ -103,6 +154,7 @@ class StoreFS:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
 
+    @_remote_errors
     def write_atomic(self, rel: str, data: bytes | pa.Buffer) -> None:
         """Make `rel` hold `data`, all or nothing, even if this process is killed midway.
 
@@ -125,6 +177,7 @@ class StoreFS:
         with self.fs.open_output_stream(self.full(rel)) as out:
             out.write(data)
 
+    @_remote_errors
     def write_atomic_with(self, rel: str, produce: Callable[[Any], None]) -> int:
         """Like write_atomic, but `produce(sink)` streams the body; returns its size in bytes.
 
@@ -151,6 +204,7 @@ class StoreFS:
         self.write_atomic(rel, body)
         return body.size
 
+    @_remote_errors
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         """Write `rel` only if it does not exist; True if this call created it.
 
@@ -176,10 +230,12 @@ class StoreFS:
         self.write_atomic(rel, data)
         return True
 
+    @_remote_errors
     def delete(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.full(rel))
 
+    @_remote_errors
     def move(self, src: str, dst: str) -> None:
         """Rename within the store (a copy + delete on object stores)."""
         self._mkdir_parent(dst)

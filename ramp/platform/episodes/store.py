@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ramp.platform.config import EmbodimentConfig, RampConfig, StoreConfig
 from ramp.platform.episodes.episode import Episode, EpisodeValidationError, episode_to_table
-from ramp.platform.episodes.fs import StoreFS
+from ramp.platform.episodes.fs import StoreFS, StoreUnavailableError
 from ramp.platform.episodes.index import (
     EPISODES_DIR,
     INDEX_DIR,
@@ -117,7 +117,7 @@ class EpisodeStore:
     filesystem: Any = None  # a pyarrow FileSystem, for roots that need explicit options
 
     def __post_init__(self) -> None:
-        self.fs = StoreFS.from_root(self.root, self.filesystem)
+        self.fs = StoreFS.from_root(self.root, self.filesystem, self.config.s3)
         self._entries: dict[str, IndexEntry] = {}
 
     @classmethod
@@ -325,9 +325,20 @@ class EpisodeStore:
                     _, table = upgrade(version, raw, table)
         except FileNotFoundError:
             raise EpisodeNotFoundError(f"{rel} does not exist") from None
+        except StoreUnavailableError:
+            raise
         except (OSError, pa.ArrowInvalid, SchemaVersionError, ValueError) as e:
             if isinstance(e, SchemaVersionError) and "newer than" in str(e):
                 raise  # a newer ramp wrote it: not corrupt, do not quarantine
+            # An OSError is corruption (pyarrow's decompressors raise it) only if the file is
+            # plainly there and the error is no system I/O error; an unreachable server or a
+            # permission problem must never send healthy files to quarantine.
+            if (
+                isinstance(e, OSError)
+                and not isinstance(e, pa.ArrowException)
+                and (e.errno is not None or not self.fs.exists(rel))
+            ):
+                raise
             reason = f"{type(e).__name__}: {e}"
             self.quarantine(rel, reason)
             raise EpisodeUnreadableError(

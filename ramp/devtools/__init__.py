@@ -1,0 +1,1 @@
+"""Developer tools: local services for tests and trials (never used by the core)."""
