@@ -147,6 +147,29 @@ class EpisodeStore:
         """Validate and store one episode; idempotent by episode id (see module docstring)."""
         table = self.to_table(episode) if isinstance(episode, Episode) else episode
         meta = validate_table(table, self.embodiments)
+        return self._commit(table, meta, lambda sink: self._serialize(table, sink))
+
+    def import_file(self, data: bytes) -> WriteResult:
+        """Store an episode file from another store byte for byte (no re-encoding), with the
+        same checks and the same idempotency as `write`. Validated against the dimensions the
+        file declares, so copying needs no config."""
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise EpisodeValidationError("?", "(file)", f"not a readable Parquet file: {e}") from e
+        meta = validate_table(table, None)
+
+        def produce(sink: Any) -> None:
+            if isinstance(sink, str):
+                with open(sink, "wb") as f:
+                    f.write(data)
+            else:
+                sink.write(data)
+
+        return self._commit(table, meta, produce)
+
+    def _commit(self, table: pa.Table, meta: EpisodeMeta, produce: Any) -> WriteResult:
+        """Claim the id, then land the data (see the module docstring for the protocol)."""
         digest = content_hash(table, meta)
         rel = episode_path(meta.round, meta.source, meta.episode_id)
         entry = IndexEntry.from_meta(meta, rel, digest, 0)
@@ -177,7 +200,7 @@ class EpisodeStore:
                 f"episode {meta.episode_id!r}: concurrent writers keep racing"
             )
 
-        size = self.fs.write_atomic_with(rel, lambda sink: self._serialize(table, sink))
+        size = self.fs.write_atomic_with(rel, produce)
         entry = entry.model_copy(update={"bytes": size})
         self._entries[meta.episode_id] = entry
         return WriteResult(meta.episode_id, rel, "written", digest)
