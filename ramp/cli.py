@@ -25,16 +25,41 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(root: str):
+def _store(root: str, config: str | None = None):
+    """A store over ROOT; S3 settings and embodiments come from --config, else the AWS_* env."""
+    from ramp.platform.config import load_config
     from ramp.platform.episodes import EpisodeStore
 
-    return EpisodeStore(root)
+    cfg = load_config(config) if config else None
+    if cfg is None:
+        return EpisodeStore(root)
+    return EpisodeStore(root, dict(cfg.embodiments), cfg.store)
+
+
+def _cmd_data_copy(args: argparse.Namespace) -> int:
+    from ramp.platform.episodes.copy import copy_store
+
+    src, dst = _store(args.src, args.config), _store(args.dst, args.config)
+    filters = {k: v for k, v in (("round", args.round), ("source", args.source)) if v is not None}
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if done == total or now - last[0] > 2:
+            last[0] = now
+            print(f"  {done}/{total} episodes", file=sys.stderr, flush=True)
+
+    report = copy_store(src, dst, workers=args.workers, progress=progress, **filters)
+    print(report.format())
+    return 1 if report.failed else 0
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from ramp.platform.episodes.stats import format_stats, store_stats
 
-    store = _store(args.root)
+    store = _store(args.root, args.config)
     stats = store_stats(store.episodes())
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -46,12 +71,18 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 def _cmd_data_validate(args: argparse.Namespace) -> int:
     from ramp.platform.episodes.check import check_store
 
-    report = check_store(_store(args.root))
+    report = check_store(_store(args.root, args.config))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(report.format())
     return 0 if report.clean else 1
+
+
+def _cmd_demos(args: argparse.Namespace) -> int:
+    from ramp.pipelines.demos import run_cli
+
+    return run_cli(args)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -108,6 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print JSON instead of text")
     validate.set_defaults(func=_cmd_data_validate)
 
+    demos = sub.add_parser(
+        "demos", help="write scripted-expert episodes into the store (base demonstrations)"
+    )
+    from ramp.pipelines.demos import add_arguments as _demos_arguments
+
+    _demos_arguments(demos)
+    demos.set_defaults(func=_cmd_demos)
+
+    copy = data_sub.add_parser(
+        "copy", help="copy episodes and labels between roots (local <-> S3); resumable"
+    )
+    copy.add_argument("src", help="source root: a path or s3://bucket/prefix")
+    copy.add_argument("dst", help="destination root (created if missing)")
+    copy.add_argument("--round", type=int, help="only this round")
+    copy.add_argument("--source", help="only this source")
+    copy.add_argument("--workers", type=int, default=8, help="parallel transfers (default 8)")
+    copy.set_defaults(func=_cmd_data_copy)
+    for p in (stats, validate, copy):
+        p.add_argument(
+            "--config", help="a ramp config: S3 settings (store.s3) and declared embodiments"
+        )
+
     bench = sub.add_parser("bench", help="run a benchmark (prints a table; --json writes JSON)")
     bench.add_argument("name", help="a benchmark name, or 'all'")
     bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
@@ -135,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         EpisodeNotFoundError,
         EpisodeValidationError,
         LabelError,
+        StoreUnavailableError,
     )
 
     try:
@@ -146,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         EpisodeConflictError,
         EpisodeNotFoundError,
         LabelError,
+        StoreUnavailableError,
         FileNotFoundError,
     ) as e:
         print(f"ramp: {e}", file=sys.stderr)

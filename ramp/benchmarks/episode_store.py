@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ramp.benchmarks.report import BenchResult, best_of, paired_medians
-from ramp.platform.config import EmbodimentConfig, StoreConfig
+from ramp.platform.config import EmbodimentConfig, S3Config, StoreConfig
 from ramp.platform.episodes import Episode, EpisodeStore
 from ramp.platform.episodes.images import decode_frames
 from ramp.platform.episodes.index import episode_path
+from ramp.platform.episodes.s3 import ensure_bucket, resolve, s3_filesystem
 from ramp.platform.episodes.store import parquet_options
 
 SIZE = 96
@@ -123,88 +126,19 @@ def run(quick: bool = False) -> BenchResult:
             result.metrics[f"decode_ms_per_frame_{key}"] = decode_s / n_frames * 1e3
             result.metrics[f"encode_ms_per_frame_{key}"] = encode_s / n_frames * 1e3
 
-        # ---- write throughput: store vs plain pyarrow on identical tables --------------------
+        # ---- write and read throughput: store vs plain pyarrow on identical tables ----------
         store_cfg = StoreConfig()  # the default encoding (raw + zstd)
         probe = EpisodeStore(os.path.join(tmp_root, "probe"), spec, store_cfg)
         tables = [probe.to_table(e) for e in eps]
-
-        def store_write():
-            root = tempfile.mkdtemp(dir=tmp_root)
-            s = EpisodeStore(root, spec, store_cfg)
-            for tb in tables:
-                s.write(tb)
-            return root
-
-        def plain_write():
-            root = tempfile.mkdtemp(dir=tmp_root)
-            for tb, e in zip(tables, eps, strict=True):
-                path = os.path.join(root, episode_path(e.round, e.source, e.episode_id))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                pq.write_table(tb, path, **parquet_options(tb, store_cfg))
-            return root
-
-        store_w, plain_w = paired_medians(
-            store_write, plain_write, repeats, after=lambda root: shutil.rmtree(root)
-        )
-        store_root = store_write()
-        plain_root = plain_write()
-        disk_bytes = sum(e.bytes for e in EpisodeStore(store_root, spec).episodes())
-        mb = disk_bytes / 1e6
-
-        # ---- read throughput ----------------------------------------------------------------
-        ids = [e.episode_id for e in eps]
-        plain_paths = [
-            os.path.join(plain_root, episode_path(e.round, e.source, e.episode_id)) for e in eps
-        ]
-
-        def store_read():
-            s = EpisodeStore(store_root, spec, store_cfg)  # cold: index entries read too
-            for eid in ids:
-                s.read_episode(eid)
-
-        def plain_read():
-            for p in plain_paths:
-                pq.read_table(p)
-
-        store_r, plain_r = paired_medians(store_read, plain_read, repeats)
-        list_s = best_of(lambda: EpisodeStore(store_root, spec).episodes(), repeats)
+        places = [("local", _LocalPlace(tmp_root))]
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            places.append(("s3", _S3Place()))
+        for place_name, place in places:
+            times = _measure(place, spec, store_cfg, tables, eps, repeats)
+            _report(result, place_name, times, total_steps)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
-    result.metrics.update(
-        {
-            "episodes": n_eps,
-            "steps": total_steps,
-            "store_write_mb_s": mb / store_w,
-            "plain_write_mb_s": mb / plain_w,
-            "store_write_steps_s": total_steps / store_w,
-            "plain_write_steps_s": total_steps / plain_w,
-            "store_read_mb_s": mb / store_r,
-            "plain_read_mb_s": mb / plain_r,
-            "store_read_steps_s": total_steps / store_r,
-            "plain_read_steps_s": total_steps / plain_r,
-            "list_episodes_ms": list_s * 1e3,
-            "bytes_per_step": disk_bytes / total_steps,
-        }
-    )
-    result.ratios = {"write": plain_w / store_w, "read": plain_r / store_r}
-    result.targets = {"write": {"min": 0.8}, "read": {"min": 0.8}}
-    result.rows = [
-        {
-            "op": "write",
-            "store MB/s": mb / store_w,
-            "pyarrow MB/s": mb / plain_w,
-            "store steps/s": total_steps / store_w,
-            "pyarrow steps/s": total_steps / plain_w,
-        },
-        {
-            "op": "read",
-            "store MB/s": mb / store_r,
-            "pyarrow MB/s": mb / plain_r,
-            "store steps/s": total_steps / store_r,
-            "pyarrow steps/s": total_steps / plain_r,
-        },
-    ]
     for key, (per_step, enc_ms, dec_ms) in enc_rows.items():
         enc, _, kind = key.partition("_")
         result.notes.append(
@@ -213,7 +147,130 @@ def run(quick: bool = False) -> BenchResult:
             f"encode {enc_ms:.3f} ms/frame, decode {dec_ms:.3f} ms/frame"
         )
     result.notes.append(
-        f"{n_eps} episodes x {steps} steps, {mb:.1f} MB on disk (raw frames + zstd level "
-        f"{store_cfg.compression_level}); listing all episodes: {list_s * 1e3:.1f} ms"
+        f"{n_eps} episodes x {steps} steps, {result.metrics['local_mb'] or 0:.1f} MB on disk "
+        f"(raw frames + zstd level 1); listing all episodes: "
+        f"{result.metrics['local_list_episodes_ms']:.1f} ms"
     )
+    if "s3_mb" not in result.metrics:
+        result.notes.append("no S3 section: set AWS_ENDPOINT_URL (and keys) to measure one")
     return result
+
+
+class _LocalPlace:
+    """Roots in a local scratch folder."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.fs = pafs.LocalFileSystem()
+
+    def new_root(self) -> tuple[str, str]:
+        """(store root, the same place as a pyarrow path) for one trial."""
+        root = tempfile.mkdtemp(dir=self.base)
+        return root, root
+
+    def remove(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class _S3Place:
+    """Roots in a scratch bucket on the S3 server named by AWS_ENDPOINT_URL."""
+
+    def __init__(self):
+        settings = resolve(S3Config(create_bucket=True))
+        self.fs = s3_filesystem(settings)
+        self.bucket = f"ramp-bench-{uuid.uuid4().hex[:8]}"
+        ensure_bucket(self.fs, self.bucket, settings)
+
+    def new_root(self) -> tuple[str, str]:
+        prefix = uuid.uuid4().hex[:8]
+        return f"s3://{self.bucket}/{prefix}", f"{self.bucket}/{prefix}"
+
+    def remove(self, path: str) -> None:
+        self.fs.delete_dir_contents(path, missing_dir_ok=True)
+
+
+def _measure(place, spec, store_cfg, tables, eps, repeats) -> dict[str, float]:
+    """Median write and read times of the store and of plain pyarrow at one place."""
+    cfg = store_cfg.model_copy(update={"s3": S3Config(create_bucket=True)})
+
+    def store_write():
+        root, path = place.new_root()
+        s = EpisodeStore(root, spec, cfg)
+        for tb in tables:
+            s.write(tb)
+        return path
+
+    def plain_write():
+        _, path = place.new_root()
+        for tb, e in zip(tables, eps, strict=True):
+            target = f"{path}/{episode_path(e.round, e.source, e.episode_id)}"
+            if isinstance(place, _LocalPlace):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            pq.write_table(tb, target, filesystem=place.fs, **parquet_options(tb, store_cfg))
+        return path
+
+    store_w, plain_w = paired_medians(store_write, plain_write, repeats, after=place.remove)
+    store_root, _ = place.new_root()
+    s = EpisodeStore(store_root, spec, cfg)
+    for tb in tables:
+        s.write(tb)
+    plain_path = plain_write()
+    disk_bytes = sum(e.bytes for e in EpisodeStore(store_root, spec, cfg).episodes())
+    ids = [e.episode_id for e in eps]
+    plain_paths = [f"{plain_path}/{episode_path(e.round, e.source, e.episode_id)}" for e in eps]
+
+    def store_read():
+        fresh = EpisodeStore(store_root, spec, cfg)  # cold: index entries are read too
+        for eid in ids:
+            fresh.read_episode(eid)
+
+    def plain_read():
+        for p in plain_paths:
+            pq.read_table(p, filesystem=place.fs)
+
+    store_r, plain_r = paired_medians(store_read, plain_read, repeats)
+    list_s = best_of(lambda: EpisodeStore(store_root, spec, cfg).episodes(), repeats)
+    return {
+        "store_w": store_w,
+        "plain_w": plain_w,
+        "store_r": store_r,
+        "plain_r": plain_r,
+        "list_s": list_s,
+        "mb": disk_bytes / 1e6,
+    }
+
+
+def _report(result: BenchResult, place: str, t: dict[str, float], steps: int) -> None:
+    """Metrics, ratios (`write`/`read` for local disk, `s3_write`/`s3_read`) and table rows."""
+    mb = t["mb"]
+    prefix = "" if place == "local" else f"{place}_"
+    result.metrics.update(
+        {
+            f"{place}_mb": mb,
+            f"{prefix}store_write_mb_s": mb / t["store_w"],
+            f"{prefix}plain_write_mb_s": mb / t["plain_w"],
+            f"{prefix}store_write_steps_s": steps / t["store_w"],
+            f"{prefix}plain_write_steps_s": steps / t["plain_w"],
+            f"{prefix}store_read_mb_s": mb / t["store_r"],
+            f"{prefix}plain_read_mb_s": mb / t["plain_r"],
+            f"{prefix}store_read_steps_s": steps / t["store_r"],
+            f"{prefix}plain_read_steps_s": steps / t["plain_r"],
+            f"{place}_list_episodes_ms": t["list_s"] * 1e3,
+        }
+    )
+    if place == "local":
+        result.metrics["bytes_per_step"] = mb * 1e6 / steps
+    for op, key in (("write", "w"), ("read", "r")):
+        ratio = f"{prefix}{op}"
+        result.ratios[ratio] = t[f"plain_{key}"] / t[f"store_{key}"]
+        result.targets[ratio] = {"min": 0.8}
+        result.rows.append(
+            {
+                "where": place,
+                "op": op,
+                "store MB/s": mb / t[f"store_{key}"],
+                "pyarrow MB/s": mb / t[f"plain_{key}"],
+                "store steps/s": steps / t[f"store_{key}"],
+                "pyarrow steps/s": steps / t[f"plain_{key}"],
+            }
+        )

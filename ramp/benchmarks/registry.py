@@ -13,6 +13,7 @@ from ramp.platform.config import UnknownNameError
 
 BENCHMARKS: dict[str, str] = {
     "episode-store": "ramp.benchmarks.episode_store",
+    "envs": "ramp.benchmarks.envs",
     "labelling-math": "ramp.benchmarks.labelling_math",
 }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,9 +48,19 @@ def missing_binaries() -> list[str]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+): the daemons' own outgoing
+    connections take ephemeral ports, and one of them grabbing a port chosen from that range
+    before the gateway binds it was seen to fail the start (EADDRINUSE)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise CephUnavailable("no free port in 20000-32000")
 
 
 CONF = """\

@@ -107,7 +107,9 @@ class StoreFS:
         if self.is_local:
             with open(self.full(rel), "rb") as f:
                 return f.read()
-        with self.fs.open_input_stream(self.full(rel)) as f:
+        # A random-access file knows its size and fetches it in one ranged GET; a stream reads
+        # in growing chunks (3x slower for a 5 MB episode on RGW, measured).
+        with self.fs.open_input_file(self.full(rel)) as f:
             return f.read()
 
     def read_text(self, rel: str) -> str | None:
@@ -205,7 +207,7 @@ class StoreFS:
         return body.size
 
     @_remote_errors
-    def create_exclusive(self, rel: str, data: bytes) -> bool:
+    def create_exclusive(self, rel: str, data: bytes, known_absent: bool = False) -> bool:
         """Write `rel` only if it does not exist; True if this call created it.
 
         Local: a hard link of a complete temporary file, which fails atomically if the name
@@ -225,7 +227,7 @@ class StoreFS:
                 return False
             finally:
                 os.unlink(tmp)
-        if self.exists(rel):
+        if not known_absent and self.exists(rel):  # the caller may have just looked
             return False
         self.write_atomic(rel, data)
         return True
