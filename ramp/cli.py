@@ -176,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's start-up chatter
     func = getattr(args, "func", None)
     if func is None:
         # `ramp`, `ramp data` ...: show the help of the deepest command given.

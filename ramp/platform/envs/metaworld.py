@@ -14,12 +14,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ramp.platform.envs.core import EnvSpec, Observation, SimEnv
 from ramp.platform.envs.rendering import FastRenderer
 from ramp.platform.envs.settings import EnvConfig
 from ramp.platform.envs.suites import SUITES
+
+# MetaWorld's scripted experts warn on every episode that their gains exceed the action range;
+# the env clips, as intended, so the warning carries no information for ramp's users.
+warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
 
 DEFAULT_MAX_STEPS = 500  # MetaWorld's own max_path_length
 
