@@ -56,6 +56,66 @@ def _cmd_data_copy(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _progress_printer():
+    import time
+
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] > 2:
+            last[0] = now
+            print(f"  {done}/{total} episodes", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _cmd_data_import_lerobot(args: argparse.Namespace) -> int:
+    from ramp.platform.episodes.lerobot import LeRobotError
+    from ramp.platform.episodes.lerobot_import import ImportOptions, import_lerobot
+
+    options = ImportOptions(
+        embodiment=args.embodiment,
+        id_prefix=args.id_prefix,
+        source=args.source,
+        policy_version=args.policy_version,
+        round=args.round,
+        success=args.success,
+    )
+    try:
+        report = import_lerobot(
+            args.src, _store(args.root, args.config), options, _progress_printer()
+        )
+    except LeRobotError as e:
+        print(f"ramp: {e}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
+def _cmd_data_export_lerobot(args: argparse.Namespace) -> int:
+    from ramp.platform.episodes.lerobot import LeRobotError
+    from ramp.platform.episodes.lerobot_export import ExportOptions, export_lerobot
+
+    options = ExportOptions(crf=args.crf, preset=args.preset)
+    try:
+        report = export_lerobot(
+            _store(args.root, args.config),
+            args.dst,
+            round=args.round,
+            source=args.source,
+            task=args.task,
+            embodiment=args.embodiment,
+            options=options,
+            progress=_progress_printer(),
+        )
+    except LeRobotError as e:
+        print(f"ramp: {e}", file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
+
+
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from ramp.platform.episodes.stats import format_stats, store_stats
 
@@ -156,6 +216,50 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--source", help="only this source")
     copy.add_argument("--workers", type=int, default=8, help="parallel transfers (default 8)")
     copy.set_defaults(func=_cmd_data_copy)
+
+    imp = data_sub.add_parser(
+        "import-lerobot", help="import a LeRobot v3 dataset (local folder) into a store"
+    )
+    imp.add_argument("src", help="the LeRobot dataset folder (holds meta/info.json)")
+    imp.add_argument("root", help="store root: a path or s3://bucket/prefix")
+    imp.add_argument(
+        "--embodiment", help="embodiment name (default: the dataset's robot_type, else lerobot)"
+    )
+    imp.add_argument(
+        "--id-prefix", help="episode ids are PREFIX-<episode index> (default: the folder's name)"
+    )
+    imp.add_argument(
+        "--source", help="source of the episodes (default: lerobot, or what a ramp export kept)"
+    )
+    imp.add_argument(
+        "--policy-version",
+        help="policy_version of every step (default: human, or what a ramp export kept)",
+    )
+    imp.add_argument("--round", type=int, default=0, help="round to store them in (default 0)")
+    imp.add_argument(
+        "--success",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="outcome of episodes when the dataset has no next.success (default: success)",
+    )
+    imp.set_defaults(func=_cmd_data_import_lerobot)
+
+    exp = data_sub.add_parser(
+        "export-lerobot", help="export episodes of one embodiment as a LeRobot v3 dataset"
+    )
+    exp.add_argument("root", help="store root: a path or s3://bucket/prefix")
+    exp.add_argument("dst", help="a new folder for the LeRobot dataset")
+    exp.add_argument("--round", type=int, help="only this round")
+    exp.add_argument("--source", help="only this source")
+    exp.add_argument("--task", help="only this task")
+    exp.add_argument("--embodiment", help="only this embodiment (required if there are several)")
+    exp.add_argument("--crf", type=int, default=30, help="AV1 quality: lower is better (30)")
+    exp.add_argument(
+        "--preset", type=int, default=12, help="SVT-AV1 speed preset 0-13 (12, lerobot's)"
+    )
+    exp.set_defaults(func=_cmd_data_export_lerobot)
+    for p in (imp, exp):
+        p.add_argument("--config", help="a ramp config: store settings and declared embodiments")
     for p in (stats, validate, copy):
         p.add_argument(
             "--config", help="a ramp config: S3 settings (store.s3) and declared embodiments"

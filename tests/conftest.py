@@ -68,3 +68,17 @@ def s3_bucket(s3_server) -> str:
     fs.create_dir(name)
     assert fs.get_file_info(name).type == pafs.FileType.Directory
     return name
+
+
+@pytest.fixture(scope="session")
+def lerobot_python() -> str:
+    """The side venv's interpreter with the real lerobot 0.6.1 (Python 3.12): `make test` builds
+    it (`make lerobot-env`, ramp.devtools.lerobot_env); lerobot cannot live in ramp's venv."""
+    from ramp.devtools.lerobot_env import DEFAULT_VENV, HINT, find_python312, is_ready, venv_python
+
+    if not is_ready(DEFAULT_VENV):
+        why = f"{DEFAULT_VENV} is not built"
+        if find_python312() is None:
+            why += " and no Python 3.12 was found"
+        unavailable("the LeRobot side environment", f"{why}; {HINT}")
+    return str(venv_python(DEFAULT_VENV))
