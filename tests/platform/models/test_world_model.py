@@ -1,0 +1,104 @@
+"""World-model shapes for every value predictor, 1 to 3 cameras and mixed embodiments."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import OFFSETS, make_batch
+
+from ramp.platform.models.build import build_world_model
+from ramp.platform.models.frames import patchify, tile, untile
+from ramp.platform.models.presets import preset
+from ramp.platform.models.world_model import VALUE_TARGET
+
+
+@pytest.fixture(scope="module")
+def models(norm_stats):
+    torch.manual_seed(0)
+    return {
+        vp: build_world_model(preset("tiny", world_model={"value_predictor": vp}), norm_stats)
+        for vp in ("state_value", "value_only", "vlm")
+    }
+
+
+@pytest.mark.parametrize("cameras", [("front",), ("front", "wrist"), ("front", "wrist", "top")])
+def test_state_value_shapes(models, cameras):
+    wm = models["state_value"]
+    cfg = wm.cfg
+    batch = make_batch(3, ("arm", "bimanual"), cameras, seed=len(cameras))
+    terms = wm.loss_terms(batch)
+    assert set(terms) == {"latent", "value", "proprio", "loss"}
+    for t in terms.values():
+        assert t.shape == (3,) and t.dtype == torch.float32 and torch.isfinite(t).all()
+    terms["loss"].mean().backward()
+    assert all(p.grad is None for p in wm.frames.parameters())  # the VAE is frozen
+    assert any(p.grad is not None for p in wm.transformer.parameters())
+    wm.zero_grad(set_to_none=True)
+
+    pred = wm.predict(batch, generator=torch.Generator().manual_seed(0))
+    cells = cfg.image_size // cfg.vae.compression // 2
+    n_tokens = OFFSETS * cells * cells * len(cameras)
+    assert pred.tokens.shape == (3, n_tokens, cfg.token_dim)
+    assert pred.value.shape == (3,) and pred.value.dtype == torch.float32
+    assert pred.proprio.shape == (3, OFFSETS, cfg.max_state_dim)
+    assert pred.proprio_mask.sum(-1).tolist() == [9, 14, 9]
+    assert (pred.proprio[~pred.proprio_mask[:, None].expand_as(pred.proprio)] == 0).all()
+
+
+def test_value_only_and_vlm_shapes(models):
+    batch = make_batch(2, ("arm", "bimanual"), ("front", "wrist"))
+    vo = models["value_only"]
+    terms = vo.loss_terms(batch)
+    assert set(terms) == {"value", "loss"} and terms["loss"].shape == (2,)
+    pred = vo.predict(batch)
+    assert pred.value.shape == (2,) and pred.proprio is None
+    assert pred.tokens.shape[-1] == vo.cfg.token_dim == 4
+    vlm = models["vlm"]
+    terms = vlm.loss_terms(batch)
+    assert terms["loss"].shape == (2,)
+    terms["loss"].mean().backward()
+    pred = vlm.predict(batch)
+    assert pred.tokens is None and pred.value.shape == (2,)
+
+
+def test_denoise_steps_and_determinism(models):
+    wm = models["state_value"]
+    batch = make_batch(2, ("arm",))
+    g = torch.Generator
+    one = wm.predict(batch, generator=g().manual_seed(0))
+    again = wm.predict(batch, generator=g().manual_seed(0))
+    four = wm.predict(batch, denoise_steps=4, generator=g().manual_seed(0))
+    assert torch.equal(one.tokens, again.tokens)
+    assert four.tokens.shape == one.tokens.shape and not torch.equal(four.tokens, one.tokens)
+
+
+def test_value_target_required_and_nan_masked(models):
+    wm = models["state_value"]
+    batch = make_batch(2, ("arm",))
+    batch[VALUE_TARGET] = torch.tensor([float("nan"), -0.5])
+    terms = wm.loss_terms(batch)
+    assert terms["value"][0] == 0 and terms["value"][1] > 0 and torch.isfinite(terms["loss"]).all()
+    del batch[VALUE_TARGET]
+    with pytest.raises(KeyError, match="value_target"):
+        wm.loss(batch)
+
+
+def test_psi_tiling_round_trip():
+    v = torch.randn(2, 4, 5)
+    planes = tile(v, 6, 8)
+    assert planes.shape == (2, 5, 4, 6, 8)
+    torch.testing.assert_close(untile(planes), v)
+    s = torch.arange(2 * 3 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 3, 4, 6, 8)
+    tokens = patchify(s)
+    assert tokens.shape == (2, 4 * 3 * 4, 12)
+    # the first token is the top-left 2x2 patch of frame 0, channel-major
+    torch.testing.assert_close(tokens[0, 0, :4], s[0, 0, 0, :2, :2].reshape(-1))
+
+
+def test_token_pool_shortens_the_policy_context(norm_stats):
+    wm = build_world_model(preset("tiny", world_model={"token_pool": 2}), norm_stats)
+    batch = make_batch(2, ("arm",), ("front", "wrist"))
+    pred = wm.predict(batch)
+    assert pred.tokens.shape == (2, OFFSETS * 2 * 2 * 2, wm.cfg.token_dim)
+    with pytest.raises(ValueError, match="token_pool"):
+        preset("tiny", world_model={"token_pool": 3})
