@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip install -q --upgrade "pip>=24" 2>&1 | $(QUIET_PIP)
 	@$(BIN)/python -m pip install -q "torch==$$(sed -n 's/^torch==//p' constraints.txt)" 2>&1 | $(QUIET_PIP)
 	@$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	@# openpi-client (tests of the /v1/openpi route) declares numpy<2 but runs on numpy 2: no deps
+	@$(BIN)/python -m pip install -q --no-deps "openpi-client==$$(sed -n 's/^openpi-client==//p' constraints.txt)" 2>&1 | $(QUIET_PIP)
 	@$(BIN)/python -c "import ramp, torch, ray, pyarrow; print('==> ramp', ramp.__version__, '| torch', torch.__version__, '| ray', ray.__version__, '| pyarrow', pyarrow.__version__)"
 	@touch $@
 

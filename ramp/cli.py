@@ -145,6 +145,18 @@ def _cmd_demos(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ramp.pipelines.serve import run_serve
+
+    return run_serve(args)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from ramp.pipelines.serve import run_deploy
+
+    return run_deploy(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ramp.benchmarks.registry import names, run_benchmark
     from ramp.benchmarks.report import write_json
@@ -264,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--config", help="a ramp config: S3 settings (store.s3) and declared embodiments"
         )
+
+    from ramp.pipelines.serve import add_deploy_arguments, add_serve_arguments
+
+    serve = sub.add_parser("serve", help="serve a policy to robots (Ray Serve; docs/api.md)")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_cmd_serve)
+    deploy = sub.add_parser(
+        "deploy", help="switch the running server to a policy version (zero downtime), or roll back"
+    )
+    add_deploy_arguments(deploy)
+    deploy.set_defaults(func=_cmd_deploy)
 
     bench = sub.add_parser("bench", help="run a benchmark (prints a table; --json writes JSON)")
     bench.add_argument("name", help="a benchmark name, or 'all'")

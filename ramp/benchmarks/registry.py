@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "episode-store": "ramp.benchmarks.episode_store",
     "envs": "ramp.benchmarks.envs",
     "labelling-math": "ramp.benchmarks.labelling_math",
+    "serving": "ramp.benchmarks.serving",
     "models": "ramp.benchmarks.models",
 }
 

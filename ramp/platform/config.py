@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from ramp.deploy.settings import ServeConfig
 from ramp.platform.base import StrictModel  # defined there to avoid an import cycle; re-exported
 from ramp.platform.envs.settings import EnvsConfig
 from ramp.platform.models.settings import ModelsConfig
@@ -197,6 +198,7 @@ class RampConfig(StrictModel):
     rl: RLConfig = Field(default_factory=RLConfig)
     envs: EnvsConfig = Field(default_factory=EnvsConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @field_validator("embodiments")
     @classmethod
