@@ -63,7 +63,7 @@ def _dtype(raw: Any, path: str) -> np.dtype:
     raw = _key(raw)
     try:
         dtype = np.dtype(raw)
-    except (TypeError, ValueError):
+    except Exception:  # numpy's comma-string parser raises SyntaxError too ("i4,(2"; fuzz-found)
         raise CodecError(path, f"unknown dtype {str(raw)[:32]!r}") from None
     if dtype.kind not in ALLOWED_KINDS:
         raise CodecError(path, f"dtype {dtype} is not allowed (bool, int, uint or float only)")
