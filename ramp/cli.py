@@ -41,17 +41,7 @@ def _cmd_data_copy(args: argparse.Namespace) -> int:
 
     src, dst = _store(args.src, args.config), _store(args.dst, args.config)
     filters = {k: v for k, v in (("round", args.round), ("source", args.source)) if v is not None}
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        import time
-
-        now = time.monotonic()
-        if done == total or now - last[0] > 2:
-            last[0] = now
-            print(f"  {done}/{total} episodes", file=sys.stderr, flush=True)
-
-    report = copy_store(src, dst, workers=args.workers, progress=progress, **filters)
+    report = copy_store(src, dst, workers=args.workers, progress=_progress_printer(), **filters)
     print(report.format())
     return 1 if report.failed else 0
 
