@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from ramp.deploy.client.codec import CodecError, dumps_json, loads_json, packb, unpackb
 from ramp.deploy.settings import OpenpiConfig
+from ramp.platform.base import did_you_mean
 from ramp.platform.config import EmbodimentConfig
 from ramp.platform.episodes.episode import Episode
 
@@ -65,11 +65,6 @@ class ProtocolError(ValueError):
 
 class NonFiniteActionsError(RuntimeError):
     """The model produced NaN or infinite actions: a server fault, never sent to a robot."""
-
-
-def _hint(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --------------------------------------------------------------------------- bodies
@@ -282,14 +277,14 @@ def parse_observation(
         if key not in OBSERVATION_KEYS:
             allowed = ", ".join(OBSERVATION_KEYS)
             raise _invalid(
-                str(key), f"unknown field{_hint(key, OBSERVATION_KEYS)}; allowed: {allowed}"
+                str(key), f"unknown field{did_you_mean(key, OBSERVATION_KEYS)}; allowed: {allowed}"
             )
     name = _string(obj, "embodiment", required=True)
     spec = specs.get(name)
     if spec is None:
         raise _invalid(
             "embodiment",
-            f"unknown embodiment {name!r}{_hint(name, specs)}; this policy serves: "
+            f"unknown embodiment {name!r}{did_you_mean(name, specs)}; this policy serves: "
             f"{', '.join(sorted(specs))}",
             "unknown_embodiment",
         )
@@ -300,8 +295,8 @@ def parse_observation(
         if cam not in spec.cameras:
             raise _invalid(
                 f"images.{cam}",
-                f"camera {cam!r} is not declared for embodiment {name!r}{_hint(cam, spec.cameras)}"
-                f"; declared: {', '.join(spec.cameras)}",
+                f"camera {cam!r} is not declared for embodiment {name!r}"
+                f"{did_you_mean(cam, spec.cameras)}; declared: {', '.join(spec.cameras)}",
             )
     frames = {}
     for cam, cs in spec.cameras.items():
@@ -320,7 +315,9 @@ def parse_observation(
     if task is not None and task not in tasks:
         known = ", ".join(sorted(tasks)) or "none (send 'instruction' instead)"
         raise _invalid(
-            "task", f"unknown task {task!r}{_hint(task, tasks)}; known: {known}", "unknown_task"
+            "task",
+            f"unknown task {task!r}{did_you_mean(task, tasks)}; known: {known}",
+            "unknown_task",
         )
     if instruction is None:
         if task is None:
@@ -386,7 +383,7 @@ def openpi_observation(
     if not isinstance(name, str) or name not in specs:
         raise _invalid(
             "embodiment",
-            f"unknown embodiment {name!r}{_hint(str(name), specs)}; this policy serves: "
+            f"unknown embodiment {name!r}{did_you_mean(str(name), specs)}; this policy serves: "
             f"{', '.join(sorted(specs))}",
             "unknown_embodiment",
         )
@@ -527,7 +524,8 @@ def parse_episode(
         if key not in EPISODE_KEYS:
             raise _invalid(
                 str(key),
-                f"unknown field{_hint(key, EPISODE_KEYS)}; allowed: {', '.join(EPISODE_KEYS)}",
+                f"unknown field{did_you_mean(key, EPISODE_KEYS)}; "
+                f"allowed: {', '.join(EPISODE_KEYS)}",
                 "invalid_episode",
             )
     for key in (*EPISODE_STRINGS, "images", "state", "action", "success", "policy_version"):
@@ -539,7 +537,7 @@ def parse_episode(
     if obj["embodiment"] not in specs:
         raise _invalid(
             "embodiment",
-            f"unknown embodiment {obj['embodiment']!r}{_hint(obj['embodiment'], specs)}; "
+            f"unknown embodiment {obj['embodiment']!r}{did_you_mean(obj['embodiment'], specs)}; "
             f"known: {', '.join(sorted(specs))}",
             "unknown_embodiment",
         )

@@ -11,7 +11,6 @@ in ``ramp.platform.rl.settings``); this module composes them into one ``RampConf
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,7 +27,9 @@ from pydantic import (
 )
 
 from ramp.deploy.settings import ServeConfig
-from ramp.platform.base import StrictModel  # defined there to avoid an import cycle; re-exported
+
+# Defined in base.py to avoid an import cycle with the section modules; re-exported here.
+from ramp.platform.base import StrictModel, deep_merge, did_you_mean
 from ramp.platform.envs.settings import EnvsConfig
 from ramp.platform.models.settings import ModelsConfig
 from ramp.platform.rl.settings import RLConfig
@@ -234,12 +235,6 @@ class UnknownNameError(ValueError):
         )
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _annotation_model(annotation: Any) -> Any:
     """The pydantic model inside an annotation such as `dict[str, M]`, `list[M]` or `M | None`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -336,16 +331,6 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(merged.get(k), dict):
-            merged[k] = _merge(merged[k], v)
-        else:
-            merged[k] = v
-    return merged
-
-
 def builtin_configs_dir() -> Path:
     """configs/ of the source tree (ramp is installed editable; see README)."""
     return Path(__file__).resolve().parents[2] / "configs"
@@ -406,7 +391,7 @@ def load_config(
     if overrides:
         if data is not None and not isinstance(data, dict):
             raise ConfigError(str(path), ["the top level must be a mapping"])
-        data = _merge(data or {}, parse_overrides(overrides))
+        data = deep_merge(data or {}, parse_overrides(overrides))
     return validate_config(data, str(path), node)
 
 

@@ -8,22 +8,16 @@ and the static suite table, so ``ramp.platform.config`` can compose it without a
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ramp.platform.base import StrictModel
+from ramp.platform.base import StrictModel, did_you_mean
 from ramp.platform.envs.suites import SUITES
 
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
-
-
-def _hint(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unknown(kind: str, name: str, choices: Iterable[str], where: str = "") -> str:
@@ -31,7 +25,7 @@ def _unknown(kind: str, name: str, choices: Iterable[str], where: str = "") -> s
     shown = ", ".join(choices[:12]) + (
         f", ... ({len(choices)} in all)" if len(choices) > 12 else ""
     )
-    return f"unknown {kind} {name!r}{where}{_hint(name, choices)}; available: {shown}"
+    return f"unknown {kind} {name!r}{where}{did_you_mean(name, choices)}; available: {shown}"
 
 
 class EnvConfig(StrictModel):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ramp.platform.base import StrictModel
+from ramp.platform.base import StrictModel, deep_merge
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 NormMode = Literal["quantile", "meanstd"]
@@ -374,16 +374,6 @@ class WorldModelConfig(StrictModel):
 # --------------------------------------------------------------------------- the section
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 class ModelsConfig(StrictModel):
     """Section ``models``: a named preset plus key-by-key overrides of its policy / world model."""
 
@@ -405,7 +395,7 @@ class ModelsConfig(StrictModel):
             if over is None:
                 data[part] = base[part]
             elif isinstance(over, dict):
-                data[part] = _deep_merge(base[part], over)
+                data[part] = deep_merge(base[part], over)
         return data
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ramp.platform.base import StrictModel
+from ramp.platform.base import StrictModel, did_you_mean
 
 OBJECTIVE_NAMES = ("ramp", "recap", "awr", "bc")
 Stage = Literal["policy_training", "continual_training"]
@@ -171,8 +171,6 @@ class ObjectiveConfig(StrictModel):
     @classmethod
     def _known_name(cls, v: str) -> str:
         if v not in OBJECTIVE_NAMES:
-            from ramp.platform.config import did_you_mean  # here: config.py imports this module
-
             raise ValueError(
                 f"unknown objective {v!r}{did_you_mean(v, OBJECTIVE_NAMES)}; "
                 f"choose one of {', '.join(OBJECTIVE_NAMES)}"
