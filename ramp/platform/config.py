@@ -33,6 +33,9 @@ from ramp.platform.base import StrictModel, deep_merge, did_you_mean
 from ramp.platform.envs.settings import EnvsConfig
 from ramp.platform.models.settings import ModelsConfig
 from ramp.platform.rl.settings import RLConfig
+from ramp.platform.rounds.settings import RoundConfig
+from ramp.platform.tracking.settings import TrackingConfig
+from ramp.platform.training.settings import TrainingConfig
 
 CONFIG_FORMAT_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -200,6 +203,9 @@ class RampConfig(StrictModel):
     envs: EnvsConfig = Field(default_factory=EnvsConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    round: RoundConfig = Field(default_factory=RoundConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @field_validator("embodiments")
     @classmethod

@@ -163,9 +163,73 @@ class DemosConfig(StrictModel):
     round: int = Field(default=0, ge=0)
 
 
+class RolloutConfig(StrictModel):
+    """Stage 3 in simulation: rollout worker actors run the deployed policy, the simulated human
+    corrects it, and every finished episode lands in the store under the current round."""
+
+    num_workers: int = Field(default=2, ge=1, le=4096, description="rollout worker actors")
+    envs_per_worker: int = Field(
+        default=1, ge=1, le=64, description="envs each worker steps in turn (one batched inference)"
+    )
+    cpus_per_worker: float = Field(default=0.5, gt=0, description="fractions allowed")
+    gpus_per_worker: float = Field(default=0.0, ge=0, description="fractions allowed")
+    episodes_per_task: int = Field(default=10, ge=1, description="episodes per task per round")
+    action_source: Literal["local", "serve"] = Field(
+        default="local",
+        description="local: each worker holds a copy of the policy version being rolled out; "
+        "serve: workers ask the Ray Serve endpoint, as robots do",
+    )
+    serve_url: str | None = Field(
+        default=None,
+        description="endpoint for action_source 'serve'; None = http://<serve.host>:<serve.port>",
+    )
+    serve_token: str | None = Field(
+        default=None, description="robot token for the endpoint (or env RAMP_ROLLOUT_TOKEN)"
+    )
+    replan_steps: int = Field(
+        default=10, ge=1, description="actions executed from each predicted chunk before the next"
+    )
+    inference_mode: Literal["efficient", "standard"] = Field(
+        default="efficient", description="standard: the world model predicts z first"
+    )
+    human: bool = Field(default=True, description="the simulated human corrects the policy")
+    seed: int = Field(
+        default=1000, ge=0, description="first episode seed; rounds do not reuse seeds"
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, description="episode step limit; None = env.max_steps or the suite's"
+    )
+    max_episode_attempts: int = Field(
+        default=3, ge=1, description="an episode whose worker died is retried this many times"
+    )
+
+
+class EvaluationConfig(StrictModel):
+    """The promotion gate's evaluation: candidate and production policies on the same seeded
+    simulated episodes, no human."""
+
+    episodes_per_task: int = Field(default=10, ge=1, description="N per task per policy")
+    seed: int = Field(
+        default=1_000_000, ge=0, description="seeds seed .. seed+N-1 (never rollout seeds)"
+    )
+    margin: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="promote when candidate success >= production success + margin",
+    )
+    collapse_veto: bool = Field(
+        default=True, description="never promote a candidate trained on collapsed advantages"
+    )
+    max_steps: int | None = Field(default=None, ge=1, description="None = as rollouts")
+
+
 class EnvsConfig(StrictModel):
-    """Section ``envs``: the simulator, the simulated human and the base demonstrations."""
+    """Section ``envs``: the simulator, the simulated human, the base demonstrations, rollouts
+    and evaluation."""
 
     env: EnvConfig = Field(default_factory=EnvConfig)
     human: HumanConfig = Field(default_factory=HumanConfig)
     demos: DemosConfig = Field(default_factory=DemosConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

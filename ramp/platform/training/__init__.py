@@ -1,0 +1,1 @@
+"""Training loops of the world model and the policy, free of Ray (the trainer actors wrap them)."""
