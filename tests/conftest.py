@@ -7,6 +7,9 @@ a message saying how to enable it; never a silent pass.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -82,3 +85,74 @@ def lerobot_python() -> str:
             why += " and no Python 3.12 was found"
         unavailable("the LeRobot side environment", f"{why}; {HINT}")
     return str(venv_python(DEFAULT_VENV))
+
+
+_EARLY_TEARDOWN: list = []  # set by ray_cluster: stops the cluster after the last test using it
+
+
+def pytest_runtest_teardown(item, nextitem) -> None:
+    """Stop the session's Ray as soon as no later test needs it, so the rest of `make test` does
+    not run beside an idle cluster (and its Serve replicas)."""
+    if not _EARLY_TEARDOWN or nextitem is None:
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1 :] if item in items else []
+    if not any("ray_cluster" in getattr(i, "fixturenames", ()) for i in later):
+        _EARLY_TEARDOWN.pop()()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """ONE 2-CPU local Ray for the whole session, token auth on; yields its GCS address.
+
+    Its own random cluster token is in the environment (inherited by the `ramp` subprocesses
+    tests start) and its own short temp dir (Unix socket paths are limited to 107 bytes); only
+    what this fixture started is stopped, never `ray stop`. Everything listens on 127.0.0.1.
+    """
+    import ray
+
+    if ray.is_initialized():  # a cluster this process already joined: share it, leave it running
+        yield ray.get_runtime_context().gcs_address
+        return
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+
+    def restore() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(24)
+    from ray._raylet import Config
+
+    Config.initialize("")  # the process may have read RAY_AUTH_MODE already (ray does the same)
+    temp = tempfile.mkdtemp(prefix="ramp-ray-", dir="/tmp")
+    try:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _temp_dir=temp,
+            _node_ip_address="127.0.0.1",  # all traffic on loopback
+            log_to_driver=False,
+        )
+    except Exception as e:  # pragma: no cover - depends on the machine
+        shutil.rmtree(temp, ignore_errors=True)
+        restore()
+        unavailable("a local Ray cluster", str(e))
+
+    def stop() -> None:
+        try:
+            ray.shutdown()  # this process started the cluster: this stops all of it
+        finally:
+            restore()
+            shutil.rmtree(temp, ignore_errors=True)
+
+    _EARLY_TEARDOWN.append(stop)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        if stop in _EARLY_TEARDOWN:
+            _EARLY_TEARDOWN.remove(stop)
+            stop()

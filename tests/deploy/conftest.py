@@ -14,8 +14,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,6 @@ from serve_helpers import (
     arm_spec,
     free_port,
     make_episode,
-    unavailable,
 )
 
 from ramp.platform.config import RampConfig
@@ -89,73 +86,6 @@ def world_model_version(checkpoints) -> str:
     wm = build_world_model("tiny", compute_norm_stats(EpisodeStore(checkpoints.root)))
     version, _ = publish_checkpoint(wm, checkpoints.root, round_=1)
     return version
-
-
-_EARLY_TEARDOWN: list = []  # set by ray_cluster: stops the cluster once the last test here ran
-
-
-def pytest_runtest_teardown(item, nextitem) -> None:
-    """The session's Ray serves only this folder: stop it when the suite leaves the folder, so the
-    rest of `make test` does not run beside an idle cluster."""
-    here = Path(__file__).parent
-    if not _EARLY_TEARDOWN or (nextitem is not None and Path(str(nextitem.fspath)).parent == here):
-        return
-    items = item.session.items
-    later = items[items.index(item) + 1 :] if item in items else []
-    if not any(Path(str(i.fspath)).parent == here for i in later):
-        _EARLY_TEARDOWN.pop()()
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A 2-CPU local Ray with token auth, for the whole session; yields its address."""
-    import ray
-
-    if ray.is_initialized():  # another suite's session cluster: share it, leave it running
-        yield ray.get_runtime_context().gcs_address
-        return
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-
-    def restore() -> None:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(24)
-    from ray._raylet import Config
-
-    Config.initialize("")  # the process may have read RAY_AUTH_MODE already (ray does the same)
-    temp = tempfile.mkdtemp(prefix="ramp-ray-", dir="/tmp")
-    try:
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            _temp_dir=temp,
-            _node_ip_address="127.0.0.1",  # all traffic on loopback
-            log_to_driver=False,
-        )
-    except Exception as e:  # pragma: no cover - depends on the machine
-        shutil.rmtree(temp, ignore_errors=True)
-        restore()
-        unavailable("a local Ray cluster", str(e))
-
-    def stop() -> None:
-        try:
-            ray.shutdown()  # this process started the cluster: this stops all of it
-        finally:
-            restore()
-            shutil.rmtree(temp, ignore_errors=True)
-
-    _EARLY_TEARDOWN.append(stop)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        if stop in _EARLY_TEARDOWN:
-            _EARLY_TEARDOWN.remove(stop)
-            stop()
 
 
 @dataclass
