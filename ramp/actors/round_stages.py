@@ -1,0 +1,250 @@
+"""What each stage of a round does, as calls into the stage actors; results go to the manifest.
+
+Every method takes the manifest, may fill its frozen fields (episode ids, versions), and returns a
+small dict of results (counts, versions, metrics) that the coordinator records and tracks. A
+method must be safe to re-run after a crash: rollouts skip episodes that exist, trainers resume
+their Ray Train run by name, the labeller skips episodes already labelled by the version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ramp.platform.config import RampConfig
+from ramp.platform.episodes import EpisodeStore
+from ramp.platform.episodes.store import EpisodeUnreadableError
+from ramp.platform.rounds import history
+from ramp.platform.rounds.gate import decide
+from ramp.platform.rounds.manifest import RoundManifest, load_manifest
+
+log = logging.getLogger(__name__)
+HUMAN_NAMES = {"human", "scripted-expert", "unknown"}
+
+
+class RoundStages:
+    def __init__(self, cfg: RampConfig, store: EpisodeStore, say: Callable[[str], None]):
+        self.cfg, self.store, self.say = cfg, store, say
+        self.fs = store.fs
+
+    def _run_name(self, m: RoundManifest, kind: str) -> str:
+        return f"{self.cfg.name}-r{m.round}-{kind}"
+
+    # ---------------------------------------------------------------------------- stage 3
+
+    def collect(self, m: RoundManifest) -> dict[str, Any]:
+        policy, world_model = history.production(self.fs, before_round=m.round)
+        m.versions.production_before = policy
+        if not self.cfg.round.collect:
+            return {"skipped": True, "reason": "round.collect is false: robot uploads only"}
+        if policy is None:
+            raise RuntimeError(
+                f"round {m.round} needs a policy in production to collect with; run round 0 "
+                "(stage 1 -> label -> stage 2) first: `ramp round` on a store without rounds"
+            )
+        from ramp.actors.rollout import collect
+
+        res = collect(self.cfg, round_=m.round, policy=policy, world_model=world_model)
+        return _plain(res)
+
+    # ---------------------------------------------------------------------------- freeze
+
+    def freeze(self, m: RoundManifest) -> dict[str, Any]:
+        """Fix the input: every readable episode of rounds 0..r; new uploads now go to r+1."""
+        if m.versions.production_before is None:
+            m.versions.production_before = history.production(self.fs, m.round)[0]
+        self.store.set_current_round(m.round + 1)
+        entries = self.store.episodes(round=list(range(m.round + 1)))
+        before = load_manifest(self.fs, m.round - 1) if m.round > 0 else None
+        known = set(before.episode_ids or ()) if before is not None else set()
+        new = [e for e in entries if e.episode_id not in known]
+        bad = self._unreadable([e.episode_id for e in new])
+        ids = [e.episode_id for e in entries if e.episode_id not in bad]
+        if m.round > 0 and len(ids) - len(known & set(ids)) < self.cfg.round.min_new_episodes:
+            raise RuntimeError(
+                f"round {m.round} has {len(new) - len(bad)} new episodes, fewer than "
+                f"round.min_new_episodes ({self.cfg.round.min_new_episodes})"
+            )
+        m.episode_ids = ids
+        m.excluded.update(bad)
+        per_source: dict[str, int] = {}
+        for e in entries:
+            if e.episode_id not in bad:
+                per_source[e.source] = per_source.get(e.source, 0) + 1
+        return {
+            "episodes": len(ids),
+            "new_episodes": len(new) - len(bad),
+            "quarantined": len(bad),
+            "steps": sum(e.num_steps for e in entries if e.episode_id not in bad),
+            **{f"episodes/{k}": v for k, v in sorted(per_source.items())},
+            "robot_stats": _version_stats(entries, m.round),
+        }
+
+    def _unreadable(self, ids: list[str]) -> dict[str, str]:
+        """Read every new episode once: a corrupt file is quarantined (by the store) here, before
+        trainers meet it; healthy files are not touched."""
+
+        def check(eid: str) -> tuple[str, str | None]:
+            try:
+                self.store.read_episode(eid)
+                return eid, None
+            except EpisodeUnreadableError as e:
+                log.warning("%s", e)
+                return eid, str(e)
+
+        with ThreadPoolExecutor(8) as pool:
+            found = dict(pool.map(check, ids))
+        for eid, why in found.items():
+            if why:
+                self.say(f"  quarantined {eid}: {why}")
+        return {eid: why for eid, why in found.items() if why}
+
+    # ---------------------------------------------------------------------------- training
+
+    def world_model(self, m: RoundManifest) -> dict[str, Any]:
+        from ramp.actors.world_model_trainer import fit_world_model
+
+        t = self.cfg.training.world_model
+        init = history.start_checkpoint(self.fs, "world_model", m.round, t.init, t.init_checkpoint)
+        res = fit_world_model(
+            self.cfg,
+            round_=m.round,
+            episode_ids=m.training_ids(),
+            init=init,
+            run_name=self._run_name(m, "world-model"),
+        )
+        m.versions.world_model = res.version
+        return {**_plain(res), "init": init}
+
+    def label(self, m: RoundManifest) -> dict[str, Any]:
+        from ramp.actors.labeller import label
+
+        res = label(self.cfg, world_model=m.versions.world_model, episode_ids=m.training_ids())
+        for eid, why in (getattr(res, "unreadable", None) or {}).items():
+            m.excluded[eid] = why
+        return _plain(res)
+
+    def policy(self, m: RoundManifest) -> dict[str, Any]:
+        from ramp.actors.policy_trainer import fit_policy
+
+        t = self.cfg.training.policy
+        init = history.start_checkpoint(self.fs, "policy", m.round, t.init, t.init_checkpoint)
+        res = fit_policy(
+            self.cfg,
+            round_=m.round,
+            episode_ids=m.training_ids(),
+            world_model=m.versions.world_model,
+            init=init,
+            run_name=self._run_name(m, "policy"),
+            stage="policy_training" if m.round == 0 else "continual_training",
+        )
+        m.versions.policy = res.version
+        return {**_plain(res), "init": init}
+
+    # ---------------------------------------------------------------------------- gate
+
+    def evaluate(self, m: RoundManifest) -> dict[str, Any]:
+        if not self.cfg.round.evaluate:
+            return {"skipped": True, "reason": "round.evaluate is false"}
+        from ramp.actors.rollout import evaluate
+
+        policies = {"candidate": m.versions.policy}
+        if m.versions.production_before:
+            policies["production"] = m.versions.production_before
+        res = evaluate(
+            self.cfg, round_=m.round, policies=policies, world_model=m.versions.world_model
+        )
+        return _plain(res)
+
+    def promote(self, m: RoundManifest) -> dict[str, Any]:
+        ev = m.stages["evaluate"].result
+        success = ev.get("success", {}) if isinstance(ev, dict) else {}
+        verdict = m.stages["label"].result.get("verdict", {})
+        decision = decide(
+            success.get("candidate"),
+            success.get("production") if m.versions.production_before else None,
+            margin=self.cfg.envs.evaluation.margin,
+            collapsed=bool(verdict.get("collapsed", False)),
+            collapse_veto=self.cfg.envs.evaluation.collapse_veto,
+            collapse_reason=str(verdict.get("reason", "")),
+        )
+        if decision.promote:
+            m.versions.production = m.versions.policy
+            m.versions.production_world_model = m.versions.world_model
+        else:
+            prev_policy, prev_wm = history.production(self.fs, m.round)
+            m.versions.production = prev_policy
+            m.versions.production_world_model = prev_wm
+        self.say(
+            f"  gate: {'PROMOTE' if decision.promote else 'keep production'}: {decision.reason}"
+        )
+        deployed = self._deploy(m.versions.production, m.versions.production_world_model)
+        return {"gate": decision.to_json(), "deployed": deployed}
+
+    def _deploy(self, policy: str | None, world_model: str | None) -> dict[str, Any]:
+        mode = self.cfg.round.deploy
+        if policy is None or mode == "never":
+            return {"action": "none"}
+        from ramp.deploy import control
+
+        try:
+            live = control.status(self.cfg.store.root).get("version")
+        except Exception:
+            live = None
+        if live is None and mode == "if-serving":
+            return {"action": "none", "reason": "no Serve app is running"}
+        if live is None:
+            res = control.start(self.cfg, checkpoint=policy, world_model=world_model)
+        else:
+            res = control.deploy(policy, root=self.cfg.store.root)
+        self.say(f"  serving {res.version} ({res.action})")
+        return {"action": res.action, "version": res.version, "previous": res.previous}
+
+
+def _plain(result: Any) -> dict[str, Any]:
+    """A stage actor's result dataclass as JSON-able dict (big arrays are the tracker's, not
+    the manifest's: keys starting with '_' and numpy arrays are dropped)."""
+    import dataclasses
+
+    import numpy as np
+
+    raw = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else dict(result)
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return None
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items() if not str(k).startswith("_")}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return {k: clean(v) for k, v in raw.items() if not k.startswith("_")}
+
+
+def _version_stats(entries: list[Any], round_: int) -> dict[str, dict[str, float]]:
+    """Success and intervention rates per policy version over this round's episodes that a
+    policy ran (robot uploads and rollouts): what the dashboard compares across versions.
+    Steps a human took are recorded under the human's name ("human"), not a version."""
+    out: dict[str, dict[str, float]] = {}
+    for e in entries:
+        if e.round != round_:
+            continue
+        for version in {v for v in e.policy_versions if v not in HUMAN_NAMES}:
+            s = out.setdefault(version, {"episodes": 0, "successes": 0, "steps": 0, "human": 0})
+            s["episodes"] += 1
+            s["successes"] += int(bool(e.success))
+            s["steps"] += e.num_steps
+            s["human"] += e.intervention_steps
+    return {
+        v: {
+            "episodes": s["episodes"],
+            "success_rate": s["successes"] / s["episodes"],
+            "intervention_rate": s["human"] / max(s["steps"], 1),
+        }
+        for v, s in sorted(out.items())
+    }
