@@ -278,12 +278,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_deploy_arguments(deploy)
     deploy.set_defaults(func=_cmd_deploy)
 
+    from ramp.pipelines.round import STAGE_COMMANDS
+    from ramp.pipelines.round import add_arguments as add_round_arguments
+
+    rnd = sub.add_parser(
+        "round", help="run (or resume) one continual-training round (docs/operations.md)"
+    )
+    add_round_arguments(rnd)
+    rnd.set_defaults(func=_cmd_round)
+    for name, (_, fixed_round, text) in STAGE_COMMANDS.items():
+        stage = sub.add_parser(name, help=text)
+        add_round_arguments(stage, round_option=fixed_round is None)
+        stage.set_defaults(func=_cmd_stage)
+
     bench = sub.add_parser("bench", help="run a benchmark (prints a table; --json writes JSON)")
     bench.add_argument("name", help="a benchmark name, or 'all'")
     bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
     bench.add_argument("--json", metavar="PATH", help="write the JSON result here (file or dir)")
     bench.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _cmd_round(args: argparse.Namespace) -> int:
+    from ramp.pipelines.round import run
+
+    return run(args)
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from ramp.pipelines.round import run_stage_command
+
+    return run_stage_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,137 @@
+"""`ramp round` and the single-stage commands: one continual-training round, resumable.
+
+`ramp round --config X` runs the round that is due (an unfinished one resumes at its first
+unfinished stage). The stage commands run the same state machine up to their stage:
+`ramp pretrain-world-model` (stage 1, round 0), `ramp label`, `ramp train-policy` (stage 2 in
+round 0), `ramp collect` (stage 3, rounds >= 1). Inside `ray job submit` the driver joins the
+job's cluster (RAY_ADDRESS); on a laptop it starts a local Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STAGE_COMMANDS = {
+    "pretrain-world-model": ("world_model", 0, "stage 1: pretrain the world model (round 0)"),
+    "label": ("label", None, "label advantages with the round's world model"),
+    "train-policy": ("policy", None, "train the policy (stage 2 in round 0, else stage 4)"),
+    "collect": ("collect", None, "stage 3: human-in-the-loop rollouts of the round"),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser, *, round_option: bool = True) -> None:
+    p.add_argument("--config", required=True, help="a ramp config (YAML path or built-in name)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    if round_option:
+        p.add_argument(
+            "--round", type=int, help="round number (default: the unfinished or the due round)"
+        )
+    p.add_argument(
+        "--address",
+        help="Ray cluster (default: $RAY_ADDRESS, e.g. inside ray job submit; "
+        "else a local Ray in this process)",
+    )
+
+
+def connect(address: str | None, *, dashboard: bool = False, num_cpus: int | None = None) -> bool:
+    """Join the cluster, or start a local one; True when this process started it."""
+    import ray
+
+    os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        return False
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        _node_ip_address="127.0.0.1",  # a local cluster stays on loopback
+    )
+    return True
+
+
+def printer(prefix: str = "") -> Any:
+    t0 = time.monotonic()
+
+    def say(message: str) -> None:
+        elapsed = time.monotonic() - t0
+        print(
+            f"[{elapsed // 60:02.0f}:{elapsed % 60:04.1f}] {prefix}{message}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return say
+
+
+def summary(manifest: Any) -> str:
+    """A few lines a user reads in the job log: versions, counts, success, gate, timings."""
+    m = manifest
+    st = m.stages
+    lines = [f"round {m.round}: {m.status}"]
+    v = m.versions
+    lines.append(f"  world model   {v.world_model or '-'}")
+    lines.append(f"  policy        {v.policy or '-'} (candidate)")
+    lines.append(f"  production    {v.production or '-'}")
+    if m.episode_ids is not None:
+        lines.append(f"  episodes      {len(m.training_ids())} ({len(m.excluded)} excluded)")
+    lab = st["label"].result if "label" in st else {}
+    metrics = lab.get("metrics", {}) if isinstance(lab, dict) else {}
+    if metrics:
+        pos = metrics.get("positive_fraction")
+        tau = metrics.get("value_kendall_tau")
+        lines.append(
+            f"  advantages    positive fraction {pos if pos is None else f'{pos:.3f}'}, "
+            f"value tau {tau if tau is None else f'{tau:.3f}'}"
+        )
+    verdict = lab.get("verdict", {}) if isinstance(lab, dict) else {}
+    if verdict.get("collapsed"):
+        lines.append(f"  COLLAPSE ALARM {verdict.get('reason', '')}")
+    ev = st["evaluate"].result if "evaluate" in st else {}
+    for name, rate in (ev.get("success", {}) if isinstance(ev, dict) else {}).items():
+        lines.append(f"  success       {name} {rate:.3f}")
+    gate = (st["promote"].result or {}).get("gate") if "promote" in st else None
+    if gate:
+        lines.append(
+            f"  gate          {'promoted' if gate['promote'] else 'kept'}: {gate['reason']}"
+        )
+    timings = ", ".join(
+        f"{k} {r.wall_s:.0f}s" for k, r in st.items() if r.wall_s is not None and r.state == "done"
+    )
+    lines.append(f"  stage time    {timings}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, until: str | None = None, round_: int | None = None) -> int:
+    from ramp.actors.coordinator import Coordinator
+    from ramp.platform.config import load_config
+    from ramp.platform.rounds.lock import RoundLockedError
+
+    cfg = load_config(args.config, args.set or ())
+    connect(args.address)
+    say = printer()
+    r = getattr(args, "round", None) if round_ is None else round_
+    try:
+        manifest = Coordinator(cfg, progress=say).run(round_=r, until=until)
+    except RoundLockedError as e:
+        print(f"ramp: {e}", file=sys.stderr)
+        return 3
+    print(summary(manifest))
+    return 0
+
+
+def run_stage_command(args: argparse.Namespace) -> int:
+    stage, round_, _ = STAGE_COMMANDS[args.command]
+    return run(args, until=stage, round_=round_ if round_ is not None else args.round)
