@@ -73,7 +73,15 @@ def test_help_lists_commands():
 def test_config_check_prints_resolved_config(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("store:\n  root: /srv/ramp\n")
-    out = ramp("config", "check", str(cfg), "--set", "sampling.chunk_size=8")
+    out = ramp(
+        "config",
+        "check",
+        str(cfg),
+        "--set",
+        "sampling.chunk_size=8",
+        "--set",
+        "models.policy.chunk_size=8",
+    )
     assert out.returncode == 0, out.stderr
     assert "root: /srv/ramp" in out.stdout
     assert "chunk_size: 8" in out.stdout

@@ -215,6 +215,13 @@ class RampConfig(StrictModel):
                 raise ValueError(f"embodiment name {name!r} must match {NAME_PATTERN}")
         return v
 
+    @model_validator(mode="after")
+    def _models_fit_sampling(self) -> RampConfig:
+        """Trainers draw samples by `sampling`; models that cannot take them fail at load time
+        (at `ray job submit`), not an hour into the first fit."""
+        self.models.check_sampling(self.sampling.chunk_size, list(self.sampling.future_offsets))
+        return self
+
 
 # --------------------------------------------------------------------------- loading + errors
 

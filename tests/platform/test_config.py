@@ -158,11 +158,19 @@ def test_future_offsets_must_increase():
 
 
 def test_overrides_merge_and_parse_yaml(tmp_path):
-    cfg = load_config(write(tmp_path, GOOD), ["store.root=s3://bucket/x", "sampling.chunk_size=10"])
+    cfg = load_config(
+        write(tmp_path, GOOD),
+        ["store.root=s3://bucket/x", "sampling.chunk_size=10", "models.policy.chunk_size=10"],
+    )
     assert cfg.store.root == "s3://bucket/x"
     assert cfg.sampling.chunk_size == 10
     assert cfg.store.image_encoding == "jpeg"  # untouched keys survive the merge
     assert parse_overrides(["a.b=[1, 2]", "c=yes"]) == {"a": {"b": [1, 2]}, "c": True}
+
+
+def test_models_that_cannot_take_the_samples_are_refused_at_load(tmp_path):
+    with pytest.raises(ConfigError, match=r"models.policy.chunk_size \(50\) differs from sampling"):
+        load_config(write(tmp_path, GOOD), ["sampling.chunk_size=10"])
 
 
 def test_override_without_equals_is_explained():
