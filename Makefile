@@ -11,9 +11,10 @@ QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 STAMP  := $(VENV)/.ramp-installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps lerobot-env test test-fast lint format bench bench-quick clean
+.PHONY: help setup quickstart system-deps lerobot-env test test-fast lint format bench bench-quick clean
 
 help:
+	@echo "make quickstart  the whole loop on this machine (MetaWorld, tiny models, ~15 min on 2 CPUs)"
 	@echo "make setup       build $(VENV) with the pinned dependency set (constraints.txt)"
 	@echo "make test        set up if needed, then run the whole suite (slow tests included)"
 	@echo "make test-fast   skip tests marked slow (quick local loop)"
@@ -57,6 +58,12 @@ system-deps:
 LEROBOT_VENV := .venv-lerobot
 lerobot-env: setup
 	@$(BIN)/python -m ramp.devtools.lerobot_env build --venv $(LEROBOT_VENV)
+
+# The README's main command: demos -> round 0 (stage 1, label, stage 2) -> 2 continual rounds with
+# the simulated human -> the final policy served; a closing table. Store: ./ramp-data.
+QUICKSTART_ARGS ?=
+quickstart: setup
+	MUJOCO_GL=egl LP_NUM_THREADS=1 $(BIN)/ramp quickstart $(QUICKSTART_ARGS)
 
 test: setup system-deps lerobot-env
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

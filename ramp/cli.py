@@ -291,12 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
         add_round_arguments(stage, round_option=fixed_round is None)
         stage.set_defaults(func=_cmd_stage)
 
+    from ramp.pipelines.quickstart import add_arguments as add_quickstart_arguments
+
+    quick = sub.add_parser(
+        "quickstart", help="the whole loop on this machine: demos, round 0, 2 rounds, serving"
+    )
+    add_quickstart_arguments(quick)
+    quick.set_defaults(func=_cmd_quickstart)
+
     bench = sub.add_parser("bench", help="run a benchmark (prints a table; --json writes JSON)")
     bench.add_argument("name", help="a benchmark name, or 'all'")
     bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
     bench.add_argument("--json", metavar="PATH", help="write the JSON result here (file or dir)")
     bench.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from ramp.pipelines.quickstart import run_cli
+
+    return run_cli(args)
 
 
 def _cmd_round(args: argparse.Namespace) -> int:

@@ -1,0 +1,163 @@
+"""`ramp quickstart` (`make quickstart`): the whole RAMP loop on one machine, start to finish.
+
+Local Ray (with its dashboard), the store under ./ramp-data, MLflow in ./ramp-data/mlflow.db, tiny
+models from random init, easy MetaWorld tasks at 64 px. Scripted-expert demonstrations are the
+base data; round 0 is stage 1 -> label -> stage 2 and puts the first policy behind a Ray Serve
+endpoint; rounds 1..N collect with the simulated human correcting, retrain the world model and the
+policy together, gate, and redeploy. Re-running it resumes (finished rounds are skipped). The
+closing table shows the numbers as they came out, good or bad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="quickstart", help="default: the built-in quickstart")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--rounds", type=int, default=2, help="continual rounds after round 0 (2)")
+    p.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="stay up at the end (endpoint + Ray dashboard) until Ctrl-C",
+    )
+
+
+def _demos(cfg: Any, say: Any) -> None:
+    from ramp.pipelines.demos import collect_demos
+    from ramp.platform.episodes import EpisodeStore
+
+    store = EpisodeStore.from_config(cfg)
+    have = store.episodes(round=0, source=cfg.envs.demos.source)
+    want = cfg.envs.demos.episodes * len(cfg.envs.env.task_list)
+    if len(have) >= want:
+        say(f"base data: {len(have)} demonstrations already in {cfg.store.root}")
+        return
+    say(f"base data: {want} scripted-expert demonstrations ({', '.join(cfg.envs.env.task_list)})")
+    last = [0.0]
+
+    def progress(message: str) -> None:
+        if time.monotonic() - last[0] > 5:
+            last[0] = time.monotonic()
+            say(f"  {message}")
+
+    report = collect_demos(cfg.envs.env, cfg.envs.demos, cfg.store.root, cfg, progress)
+    say(f"  {sum(t.kept for t in report.tasks)} episodes in {report.seconds:.0f} s")
+
+
+def _probe_endpoint(cfg: Any) -> str:
+    """Ask the served policy for one chunk, as a robot would, from a fresh simulator frame."""
+    from ramp.deploy.client.rest import RampClient
+    from ramp.platform.envs.registry import make_env
+
+    env = make_env(cfg.envs.env)
+    try:
+        env.set_task(cfg.envs.env.task_list[0])
+        obs = env.reset(seed=123)
+        client = RampClient(f"http://{cfg.serve.host}:{cfg.serve.port}", None, fmt="msgpack")
+        t0 = time.perf_counter()
+        chunk = client.act(
+            {
+                "embodiment": env.spec.embodiment,
+                "images": obs.images,
+                "state": obs.state,
+                "instruction": obs.instruction,
+            }
+        )
+        ms = (time.perf_counter() - t0) * 1e3
+        client.close()
+        return f"{chunk.policy_version}: a {len(chunk.actions)}-step chunk in {ms:.0f} ms"
+    except Exception as e:  # reported in the table, never hidden
+        return f"not answering ({type(e).__name__}: {e})"
+    finally:
+        env.close()
+
+
+def closing_table(manifests: list[Any]) -> str:
+    head = (
+        f"{'round':>5} {'episodes':>8} {'new':>5} {'human%':>6} {'pos.frac':>8} {'tau':>6} "
+        f"{'cand.succ':>9} {'prod.succ':>9} {'gate':>8} {'minutes':>7}  policy"
+    )
+    rows = [head, "-" * len(head)]
+    for m in manifests:
+        st = m.stages
+        fr = st["freeze"].result
+        col = st["collect"].result if "collect" in st else {}
+        lab = st["label"].result.get("metrics", {})
+        ev = st["evaluate"].result.get("success", {})
+        gate = st["promote"].result.get("gate", {})
+        human = col.get("intervention_rate")
+        minutes = sum(r.wall_s or 0 for r in st.values()) / 60
+
+        def f(x: Any, spec: str) -> str:
+            return "-" if x is None else format(x, spec)
+
+        rows.append(
+            f"{m.round:>5} {fr.get('episodes', 0):>8} {fr.get('new_episodes', 0):>5} "
+            f"{f(None if human is None else 100 * human, '6.1f')} "
+            f"{f(lab.get('positive_fraction'), '8.3f')} {f(lab.get('value_kendall_tau'), '6.2f')} "
+            f"{f(ev.get('candidate'), '9.2f')} {f(ev.get('production'), '9.2f')} "
+            f"{('promote' if gate.get('promote') else 'keep'):>8} {minutes:>7.1f}  "
+            f"{m.versions.production}"
+        )
+    return "\n".join(rows)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    import ray
+
+    from ramp.actors.coordinator import Coordinator
+    from ramp.pipelines.round import printer
+    from ramp.platform.config import load_config
+    from ramp.platform.rounds.manifest import load_manifest
+
+    t0 = time.monotonic()
+    cfg = load_config(args.config, args.set or ())
+    say = printer()
+    say(f"ramp quickstart: config {args.config}, store {cfg.store.root}, 1 + {args.rounds} rounds")
+    context = ray.init(
+        num_cpus=2,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        logging_level="WARNING",
+        _node_ip_address="127.0.0.1",
+    )
+    dashboard = getattr(context, "dashboard_url", None)
+    if dashboard:
+        say(f"Ray dashboard: http://{dashboard}")
+    _demos(cfg, say)
+    coordinator = Coordinator(cfg, progress=say)
+    done = []
+    for r in range(args.rounds + 1):
+        m = load_manifest(coordinator.fs, r)
+        if m is None or m.status != "done":
+            m = coordinator.run(round_=r)
+        done.append(m)
+    probe = _probe_endpoint(cfg) if cfg.round.deploy != "never" else "not deployed (round.deploy)"
+    from ramp.platform.tracking.uri import tracking_uri
+
+    print()
+    print(closing_table(done))
+    print()
+    print(f"served policy     http://{cfg.serve.host}:{cfg.serve.port}  ({probe})")
+    print(f"store             {cfg.store.root}")
+    print(f"MLflow            {tracking_uri(cfg)}  ->  `ramp dashboard --config {args.config}`")
+    print(
+        f"Ray dashboard     {('http://' + dashboard) if dashboard else '-'}"
+        f"{'' if args.keep_serving else '  (gone when this exits; --keep-serving keeps it)'}"
+    )
+    print(f"total             {(time.monotonic() - t0) / 60:.1f} min")
+    sys.stdout.flush()
+    if args.keep_serving:
+        say("serving until Ctrl-C")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
