@@ -156,3 +156,27 @@ def ray_cluster() -> Iterator[str]:
         if stop in _EARLY_TEARDOWN:
             _EARLY_TEARDOWN.remove(stop)
             stop()
+
+
+@pytest.fixture(scope="session")
+def demo_store_template(tmp_path_factory):
+    """A store of real MetaWorld demonstrations: 4 noisy scripted-expert episodes per task (2
+    tasks, 64 px, <= 60 steps; successes and failures). Copy it (`demo_store`) before writing."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from round_helpers import TASKS, tiny_config
+
+    from ramp.pipelines.demos import collect_demos
+
+    root = tmp_path_factory.mktemp("demo-store") / "store"
+    cfg = tiny_config(root)
+    report = collect_demos(cfg.envs.env, cfg.envs.demos, str(root), cfg)
+    assert sum(t.kept for t in report.tasks) == 4 * len(TASKS), report.format()
+    return root
+
+
+@pytest.fixture
+def demo_store(demo_store_template, tmp_path):
+    """A private copy of the demonstration store for one test."""
+    root = tmp_path / "store"
+    shutil.copytree(demo_store_template, root)
+    return root
