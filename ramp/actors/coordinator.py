@@ -62,6 +62,14 @@ def _mutex(root: str, round_: int, owner: str) -> Any:
     return actor
 
 
+def _cluster_id() -> str:
+    """This Ray cluster's session (unique per cluster start)."""
+    import ray._private.worker as worker
+
+    node = worker.global_worker.node
+    return f"{ray.get_runtime_context().gcs_address}/{getattr(node, 'session_name', '?')}"
+
+
 class Coordinator:
     """``Coordinator(cfg).run()`` runs (or resumes) the next round; ``until`` stops after a
     stage (the single-stage commands: `ramp pretrain-world-model` = until "world_model")."""
@@ -83,11 +91,14 @@ class Coordinator:
             raise ValueError(
                 f"round {r} has no stage {until!r}; its stages: {', '.join(stages_of(r))}"
             )
-        lease = RoundLease(self.fs, r, ttl_s=self.cfg.round.lock_ttl_s)
+        lease = RoundLease(self.fs, r, ttl_s=self.cfg.round.lock_ttl_s, cluster=_cluster_id())
         mutex = _mutex(self.store.root, r, lease.owner)
         try:
-            with lease:
+            lease.acquire(cluster_holder_gone=True)
+            try:
                 return self._run(r, until)
+            finally:
+                lease.release()
         finally:
             ray.kill(mutex)
 

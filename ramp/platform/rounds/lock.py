@@ -52,9 +52,11 @@ class RoundLease:
         ttl_s: float = 600.0,
         owner: str | None = None,
         settle_s: float = 1.0,
+        cluster: str | None = None,
     ):
         self.fs, self.round, self.ttl_s = fs, int(round_), float(ttl_s)
         self.owner = owner or default_owner()
+        self.cluster = cluster  # the Ray cluster (session) the holder runs in
         self.settle_s = settle_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,6 +76,7 @@ class RoundLease:
                 "renewed_at": t,
                 "renewed_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
                 "ttl_s": self.ttl_s,
+                "cluster": self.cluster,
             }
         ).encode()
 
@@ -90,10 +93,15 @@ class RoundLease:
         ttl = float(lease.get("ttl_s", self.ttl_s))
         return time.time() - float(lease.get("renewed_at", 0)) > ttl
 
-    def acquire(self) -> RoundLease:
+    def acquire(self, cluster_holder_gone: bool = False) -> RoundLease:
+        """Take the lease. ``cluster_holder_gone``: the caller knows that no coordinator of this
+        round lives on its cluster (it holds the cluster's named-actor lock), so a fresh lease
+        written from the same cluster belongs to a killed coordinator and is taken over at once
+        instead of after ``ttl_s``."""
         current = self.holder()
         if current is not None and current.get("owner") != self.owner:
-            if not self._stale(current):
+            same_cluster = self.cluster is not None and current.get("cluster") == self.cluster
+            if not self._stale(current) and not (cluster_holder_gone and same_cluster):
                 age = time.time() - float(current.get("renewed_at", 0))
                 raise RoundLockedError(
                     f"round {self.round} is being run by {current.get('owner')} (lease renewed "

@@ -126,3 +126,16 @@ def test_history_production_and_start_checkpoints(fs):
     assert history.start_checkpoint(fs, "policy", 2, "previous", None) == "policy-r1-b"
     assert history.start_checkpoint(fs, "policy", 2, "scratch", "x") is None
     assert history.start_checkpoint(fs, "world_model", 0, "pretrained", "/w") == "/w"
+
+
+def test_a_killed_coordinator_of_the_same_cluster_is_taken_over_at_once(fs):
+    killed = RoundLease(fs, 2, ttl_s=600, owner="killed:1", cluster="c1")
+    killed.acquire()
+    killed._stop.set()  # SIGKILL: no release, the lease stays fresh for 10 minutes
+    other_cluster = RoundLease(fs, 2, ttl_s=600, owner="b:2", cluster="c2")
+    with pytest.raises(RoundLockedError):
+        other_cluster.acquire(cluster_holder_gone=True)  # another cluster cannot know
+    same_cluster = RoundLease(fs, 2, ttl_s=600, owner="c:3", cluster="c1")
+    same_cluster.acquire(cluster_holder_gone=True)
+    assert same_cluster.took_over["owner"] == "killed:1"
+    same_cluster.release()
