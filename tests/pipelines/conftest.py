@@ -43,9 +43,7 @@ def ramp_round(config: Path, address: str, faults: dict | None = None, *args: st
     if faults:
         env["RAMP_FAULTS"] = json.dumps(faults)
     cmd = [sys.executable, "-m", "ramp.cli", "round", "--config", str(config), "--address", address]
-    return subprocess.run(
-        [*cmd, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT_S
-    )
+    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
 def corrupt_one(root: Path) -> str:

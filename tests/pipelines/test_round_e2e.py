@@ -1,0 +1,106 @@
+"""End to end on the tiny preset: round 0 and round 1 of the loop, with faults (see conftest).
+
+Everything here reads what the shared run left behind: the store, the manifests, MLflow.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+
+import pyarrow.parquet as pq
+import pytest
+
+from ramp.platform.episodes import EpisodeStore
+from ramp.platform.rounds.manifest import load_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tiny_rounds) -> EpisodeStore:
+    return EpisodeStore.from_config(tiny_rounds.cfg)
+
+
+@pytest.fixture(scope="module")
+def m0(tiny_rounds, store):
+    return load_manifest(store.fs, 0)
+
+
+@pytest.fixture(scope="module")
+def m1(tiny_rounds, store):
+    return load_manifest(store.fs, 1)
+
+
+def test_coordinator_killed_after_the_world_model_resumes_there(tiny_rounds, m0, store):
+    assert tiny_rounds.killed.returncode == -signal.SIGKILL, tiny_rounds.killed.stderr[-2000:]
+    assert (tiny_rounds.markers / "after-world-model").exists()
+    assert m0.status == "done"
+    assert m0.stages["world_model"].attempts == 1  # not trained again after the kill
+    assert m0.stages["freeze"].attempts == 1
+    for stage in ("label", "policy", "evaluate", "promote"):
+        assert m0.stages[stage].state == "done" and m0.stages[stage].attempts == 1, stage
+    # no duplicate episodes or labels: one sidecar per training episode, one file per id
+    ids = m0.training_ids()
+    assert len(ids) == len(set(ids))
+    assert store.labelled_ids(m0.versions.world_model) == set(ids)
+    files = [p.stem for p in (tiny_rounds.root / "episodes").rglob("*.parquet")]
+    assert len(files) == len(set(files))
+    assert "resuming" in tiny_rounds.resumed.stderr
+
+
+def test_train_worker_killed_mid_fit_resumes_from_its_checkpoint(tiny_rounds, m0):
+    assert (tiny_rounds.markers / "train-step").exists()
+    wm = m0.stages["world_model"].result
+    assert wm["steps"] == tiny_rounds.cfg.training.world_model.steps
+    assert wm["resumed_from_step"] == 10, wm  # checkpoint_every 10, killed at step 12
+
+
+def test_corrupt_file_is_quarantined_and_the_round_completes(tiny_rounds, m0, store):
+    assert tiny_rounds.corrupt_id in m0.excluded
+    assert tiny_rounds.corrupt_id not in m0.training_ids()
+    reasons = {q.get("path", ""): q.get("reason", "") for q in store.quarantined()}
+    assert any(tiny_rounds.corrupt_id in path for path in reasons), reasons
+    assert all(reasons.values())
+    assert m0.stages["freeze"].result["quarantined"] == 1
+
+
+def test_rollout_worker_killed_mid_episode_leaves_no_partial_episode(tiny_rounds, m1, store):
+    assert (tiny_rounds.markers / "rollout-step").exists()
+    cfg = tiny_rounds.cfg
+    want = cfg.envs.rollout.episodes_per_task * len(cfg.envs.env.task_list)
+    entries = store.episodes(round=1, source="rollout")
+    assert len(entries) == want
+    for e in entries:  # every stored rollout is whole: steps 0..T-1, a last step, readable
+        table = store.read_episode(e.episode_id)
+        assert table.column("step").to_pylist() == list(range(e.num_steps))
+        assert table.column("policy_version").to_pylist()[0] in (
+            m1.versions.production_before,
+            "human",
+        )
+    collect = m1.stages["collect"].result
+    assert collect["retried"] >= 1, collect
+    leftovers = [p for p in (tiny_rounds.root / "episodes").rglob("*") if p.name.startswith(".tmp")]
+    assert not leftovers
+
+
+def test_round_one_retrains_on_base_plus_rollouts_and_gates(tiny_rounds, m0, m1, store):
+    assert m1.status == "done"
+    assert set(m0.training_ids()) < set(m1.training_ids())
+    assert m1.versions.production_before == m0.versions.production
+    assert m1.versions.world_model != m0.versions.world_model
+    assert store.labelled_ids(m1.versions.world_model) >= set(m1.training_ids())
+    gate = m1.stages["promote"].result["gate"]
+    assert gate["production_success"] is not None and gate["candidate_success"] is not None
+    expected = m1.versions.policy if gate["promote"] else m0.versions.production
+    assert m1.versions.production == expected
+    assert store.current_round() == 2
+    sources = collections.Counter(e.source for e in store.episodes(ids=m1.training_ids()))
+    assert sources["rollout"] > 0 and sources["demos"] > 0
+
+
+def test_labels_are_tagged_with_their_world_model(tiny_rounds, m1, store):
+    eid = m1.training_ids()[0]
+    table = store.read_labels(m1.versions.world_model, eid)
+    meta = pq.read_schema(str(next((tiny_rounds.root / "labels").rglob(f"{eid}.parquet")))).metadata
+    assert table.num_rows > 0 and meta is not None
