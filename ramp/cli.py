@@ -166,6 +166,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from ramp.platform.config import load_config
+    from ramp.platform.tracking.dashboard import run_dashboard
+
+    cfg = load_config(args.config, args.set or ())
+    return run_dashboard(cfg, host=args.host, port=args.port, root=args.root)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ramp",
@@ -299,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_quickstart_arguments(quick)
     quick.set_defaults(func=_cmd_quickstart)
 
+    dash = sub.add_parser("dashboard", help="open the MLflow UI on the config's tracking store")
+    dash.add_argument("--config", help="a ramp config (default: the built-in defaults)")
+    dash.add_argument("--root", help="store root (default: the config's store.root)")
+    dash.add_argument("--port", type=int, default=5000, help="port of the UI (default 5000)")
+    dash.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
+    dash.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    dash.set_defaults(func=_cmd_dashboard)
+
     bench = sub.add_parser("bench", help="run a benchmark (prints a table; --json writes JSON)")
     bench.add_argument("name", help="a benchmark name, or 'all'")
     bench.add_argument("--quick", action="store_true", help="a smaller run (under a minute)")
@@ -347,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LabelError,
         StoreUnavailableError,
     )
+    from ramp.platform.tracking.uri import TrackingUnavailableError
 
     try:
         return int(func(args) or 0)
@@ -358,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         EpisodeNotFoundError,
         LabelError,
         StoreUnavailableError,
+        TrackingUnavailableError,
         FileNotFoundError,
     ) as e:
         print(f"ramp: {e}", file=sys.stderr)

@@ -74,6 +74,27 @@ def s3_bucket(s3_server) -> str:
 
 
 @pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator:
+    """ONE real `mlflow server` on a free loopback port for the session (SQLite backend, proxied
+    artifacts, job execution off: ~6-16 s to start); `.url` is its tracking URI."""
+    from ramp.platform.tracking.server import MlflowServer, ServerStartError
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    try:
+        server = MlflowServer.start(
+            f"sqlite:///{folder / 'mlflow.db'}",
+            artifacts_destination=str(folder / "artifacts"),
+            log_path=folder / "server.log",
+        )
+    except ServerStartError as e:
+        unavailable("an MLflow server", str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def lerobot_python() -> str:
     """The side venv's interpreter with the real lerobot 0.6.1 (Python 3.12): `make test` builds
     it (`make lerobot-env`, ramp.devtools.lerobot_env); lerobot cannot live in ramp's venv."""

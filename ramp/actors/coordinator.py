@@ -76,13 +76,13 @@ class Coordinator:
 
     def __init__(self, cfg: RampConfig, *, progress: Progress | None = None):
         from ramp.actors.round_stages import RoundStages
-        from ramp.actors.round_tracking import RoundTracking
+        from ramp.platform.tracking.round_log import RoundLog
 
         self.cfg = cfg
         self.store = EpisodeStore.from_config(cfg)
         self.fs = self.store.fs
         self.say = progress or (lambda msg: log.info("%s", msg))
-        self.tracking = RoundTracking(cfg, self.fs)
+        self.tracking = RoundLog(cfg)
         self.stages = RoundStages(cfg, self.store, self.say)
 
     def run(self, round_: int | None = None, until: str | None = None) -> RoundManifest:
@@ -157,8 +157,11 @@ class Coordinator:
             raise
         rec.state = "skipped" if result.pop("skipped", False) else "done"
         rec.finished_at, rec.wall_s = now(), time.monotonic() - t0
+        # plots and per-step histories go to MLflow, not into the manifest
+        extra = {k.lstrip("_"): result.pop(k) for k in list(result) if k.startswith("_")}
+        extra.setdefault("history", result.pop("history", None))
         rec.result = result
         save_manifest(self.fs, m)
-        self.tracking.end_stage(m, name)
+        self.tracking.end_stage(m, name, {**result, "wall_s": rec.wall_s}, extra)
         self.say(f"round {m.round}: {name} {rec.state} in {rec.wall_s:.0f} s")
         faults.point("round.stage", index + 1)  # killed "after stage k" in the resume test

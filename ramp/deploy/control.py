@@ -34,6 +34,7 @@ from ramp.deploy.auth import resolve_tokens
 from ramp.deploy.settings import ServeConfig
 from ramp.deploy.versions import CheckpointRef, DeployHistory, VersionError, resolve
 from ramp.platform.config import RampConfig
+from ramp.platform.tracking.settings import TrackingConfig
 
 log = logging.getLogger("ramp.deploy")
 ACK_TIMEOUT_S = 60.0
@@ -244,13 +245,15 @@ def start(
         raise VersionError(
             "no checkpoint to serve: give --checkpoint VERSION|PATH or set serve.checkpoint"
         )
-    ref = resolve(spec, root, "policy")
+    tracking = cfg.tracking if cfg.tracking.enabled else None
+    ref = resolve(spec, root, "policy", tracking)
     bundle: dict[str, Any] = {
         "settings": _settings(scfg),
         "root": root,
         "store": {"root": root, "config": cfg.store.model_dump(mode="json")},
         "embodiments": {k: v.model_dump(mode="json") for k, v in cfg.embodiments.items()},
         "world_model": None,
+        "tracking": tracking.model_dump(mode="json") if tracking is not None else None,
     }
     if scfg.mode == "standard":
         wm_spec = world_model or scfg.world_model
@@ -258,7 +261,7 @@ def start(
             raise VersionError(
                 "mode 'standard' needs a world model: --world-model or serve.world_model"
             )
-        wm_ref = resolve(wm_spec, root, "world-model")
+        wm_ref = resolve(wm_spec, root, "world-model", tracking)
         _check_world_model(ref, wm_ref)
         bundle["world_model"] = wm_ref.to_json()
     digests = resolve_tokens(scfg)
@@ -309,7 +312,13 @@ def deploy(
         elif spec is None:
             raise VersionError("give a VERSION (or a checkpoint folder) or --rollback")
         else:
-            ref = resolve(spec, root, "policy")
+            tracking = bundle.get("tracking")
+            ref = resolve(
+                spec,
+                root,
+                "policy",
+                TrackingConfig.model_validate(tracking) if tracking else None,
+            )
         previous = state["live"]["version"]
         if ref.version == previous:
             return DeployResult(ref.version, previous, "noop")

@@ -2,7 +2,8 @@
 
 Versions resolve from the store: ``<root>/checkpoints/<kind>/<version>/`` (a folder with a
 ``config.json``); ``latest`` is the highest round (ties: the newest folder); a path to a checkpoint
-folder works too. Registry aliases ("production", "candidate") join here when tracking lands.
+folder works too. Registry aliases (``production``, ``candidate``, or ``alias:NAME``) resolve
+through the MLflow registry to a version when the caller passes the config's tracking section.
 
 The history lives next to the data, ``<root>/deploy/history.json`` (versioned JSON, written
 atomically through the store's file system, so local roots and S3 behave the same), so that
@@ -26,6 +27,7 @@ from typing import Any
 
 from ramp.platform.config import did_you_mean
 from ramp.platform.episodes.fs import StoreFS
+from ramp.platform.tracking.settings import TrackingConfig
 
 CHECKPOINTS_DIR = "checkpoints"
 DEPLOY_DIR = "deploy"
@@ -33,6 +35,7 @@ HISTORY_FILE = f"{DEPLOY_DIR}/history.json"
 HISTORY_FORMAT_VERSION = 1
 MAX_EVENTS = 1000
 ROUND_RE = re.compile(r"-r(\d+)-")
+REGISTRY_ALIASES = ("production", "candidate")
 
 
 class VersionError(ValueError):
@@ -93,8 +96,27 @@ def _latest(root: str, kind: str, versions: list[str]) -> str:
     return max(versions, key=key)
 
 
-def resolve(spec: str, root: str | None, kind: str = "policy") -> CheckpointRef:
-    """A version (``policy-r3-1a2b3c4d``), ``latest``, or a checkpoint folder -> CheckpointRef."""
+def resolve(
+    spec: str, root: str | None, kind: str = "policy", tracking: TrackingConfig | None = None
+) -> CheckpointRef:
+    """A version (``policy-r3-1a2b3c4d``), ``latest``, a checkpoint folder, or a registry alias
+    (``production``, ``candidate``, ``alias:NAME``; needs ``tracking``) -> CheckpointRef."""
+    alias = spec[len("alias:") :] if spec.startswith("alias:") else None
+    if alias is not None or spec in REGISTRY_ALIASES:
+        alias = alias or spec
+        if tracking is None or root is None:
+            raise VersionError(
+                f"{spec!r} is a model-registry alias: resolving it needs the config (--config) "
+                "whose tracking section names the registry, and its store root"
+            )
+        from mlflow.exceptions import MlflowException
+
+        from ramp.platform.tracking.registry import resolve_alias
+
+        try:
+            spec = resolve_alias(tracking, root, kind, alias)
+        except (ValueError, ConnectionError, MlflowException) as e:
+            raise VersionError(str(e)) from e
     looks_like_path = "/" in spec or spec.startswith(".") or spec.startswith("s3://")
     if looks_like_path:
         local = not spec.startswith("s3://")

@@ -146,7 +146,8 @@ def run_cli(args: argparse.Namespace) -> int:
     print()
     print(f"served policy     http://{cfg.serve.host}:{cfg.serve.port}  ({probe})")
     print(f"store             {cfg.store.root}")
-    print(f"MLflow            {tracking_uri(cfg)}  ->  `ramp dashboard --config {args.config}`")
+    mlflow_uri = tracking_uri(cfg.tracking, cfg.store.root)
+    print(f"MLflow            {mlflow_uri}  ->  `ramp dashboard --config {args.config}`")
     print(
         f"Ray dashboard     {('http://' + dashboard) if dashboard else '-'}"
         f"{'' if args.keep_serving else '  (gone when this exits; --keep-serving keeps it)'}"

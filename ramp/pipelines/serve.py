@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
         spec = args.checkpoint or cfg.serve.checkpoint
         if spec is None:
             return _fail("no checkpoint to serve: give --checkpoint VERSION|PATH|latest")
-        resolve(spec, root, "policy")
+        resolve(spec, root, "policy", cfg.tracking if cfg.tracking.enabled else None)
         resolve_tokens(cfg.serve)
     except (VersionError, ValueError) as e:
         return _fail(str(e))
