@@ -122,9 +122,42 @@ class RoundStages:
         from ramp.actors.labeller import label
 
         res = label(self.cfg, world_model=m.versions.world_model, episode_ids=m.training_ids())
-        for eid, why in (getattr(res, "unreadable", None) or {}).items():
+        for eid, why in res.unreadable.items():
             m.excluded[eid] = why
-        return _plain(res)
+        verdict = res.collapse
+        if verdict.collapsed:
+            self.say(f"  ADVANTAGE COLLAPSE ALARM: {verdict.reason}")
+        plots = {
+            "advantages": res.plots.advantages,
+            "thresholds": res.thresholds,
+            "positive_fraction": {
+                t: v
+                for t in res.thresholds
+                if (v := res.metrics.get(f"adv/task/{t}/pos_frac")) is not None
+            },
+            "curves": {
+                task: [{"step": c.step, "value": c.value, "return": c.returns} for c in curves]
+                for task, curves in res.plots.curves.items()
+            },
+        }
+        return {
+            "labelled": res.labelled,
+            "skipped": res.skipped,
+            "steps": res.steps,
+            "unreadable": len(res.unreadable),
+            "thresholds": res.thresholds,
+            "metrics": res.metrics,
+            "positive_fraction": res.metrics.get("adv/pos_frac"),
+            "value_kendall_tau": res.metrics.get("value/kendall_tau"),
+            "verdict": {
+                "collapsed": verdict.collapsed,
+                "reasons": list(verdict.reasons),
+                "reason": verdict.reason,
+            },
+            "interventions": res.interventions.metrics(),
+            "wall_s": res.wall_s,
+            "_plots": plots,
+        }
 
     def policy(self, m: RoundManifest) -> dict[str, Any]:
         from ramp.actors.policy_trainer import fit_policy

@@ -13,4 +13,6 @@ labeller does not pay for torch and ``ramp.platform.config`` can import ``rl.set
 - ``contract``       ``Conditioning`` and the ``PolicyLoss`` protocol; guidance
 - ``objectives``     RAMP, RECAP, AWR, BC and ``build_objective``
 - ``collapse``       advantage-collapse metrics and the alarm
+- ``values``         world-model values of whole episodes (imports torch and the models)
+- ``relabel``        the labelling pass: values -> label sidecars, metrics, plot data
 """
