@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "labelling-math": "ramp.benchmarks.labelling_math",
     "serving": "ramp.benchmarks.serving",
     "models": "ramp.benchmarks.models",
+    "rollout": "ramp.benchmarks.rollout",
 }
 
 

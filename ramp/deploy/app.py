@@ -43,6 +43,7 @@ from ramp.deploy.batching import ContinuousBatcher
 from ramp.deploy.settings import ServeConfig
 from ramp.deploy.versions import CheckpointRef
 from ramp.platform.config import EmbodimentConfig
+from ramp.platform.models.acting import camera_signature, predict_chunks, stack_observations
 
 log = logging.getLogger("ramp.deploy")
 
@@ -85,24 +86,6 @@ class _Precomputed:
         return self.pred
 
 
-def _stack(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Observations with the same cameras -> one batch (states zero-padded to the widest)."""
-    width = max(it["state"].shape[0] for it in items)
-    state = np.zeros((len(items), width), np.float32)
-    for i, it in enumerate(items):
-        state[i, : it["state"].shape[0]] = it["state"]
-    return {
-        "images": {c: np.stack([it["images"][c] for it in items]) for c in items[0]["images"]},
-        "state": state,
-        "instruction": [it["instruction"] for it in items],
-        "embodiment": [it["embodiment"] for it in items],
-    }
-
-
-def _signature(item: dict[str, Any]) -> tuple:
-    return tuple((c, a.shape) for c, a in sorted(item["images"].items()))
-
-
 @dataclass
 class LivePolicy:
     """One loaded policy version with what the routes need to validate against it."""
@@ -143,7 +126,7 @@ def load_policy(
             "state": np.zeros(spec.state_dim, np.float32),
             "instruction": "warm up",
         }
-        policy.infer(_stack([item]), mode="efficient", num_steps=cfg.num_steps)
+        policy.infer(stack_observations([item]), mode="efficient", num_steps=cfg.num_steps)
     return live
 
 
@@ -280,14 +263,15 @@ class PolicyServer:
     def _forward(self, live: LivePolicy, batch: dict, pred: dict | None) -> tuple[list, float]:
         t0 = time.perf_counter()
         wm = _Precomputed(pred, live.policy.device) if pred is not None else None
-        out = live.policy.infer(
+        chunks = predict_chunks(
+            live.policy,
             batch,
             mode=self.cfg.mode,
             world_model=wm,
             cfg_beta=self.cfg.cfg_beta,
             num_steps=self.cfg.num_steps,
         )
-        return out.per_sample(), time.perf_counter() - t0
+        return chunks, time.perf_counter() - t0
 
     async def _run_batch(self, requests: list[tuple[float, LivePolicy, dict]]) -> list[dict]:
         """One forward pass per (model, camera layout) group, in the inference thread."""
@@ -295,11 +279,11 @@ class PolicyServer:
         loop = asyncio.get_running_loop()
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, (_, live, item) in enumerate(requests):
-            groups[(id(live), _signature(item))].append(i)
+            groups[(id(live), camera_signature(item))].append(i)
         results: list[dict[str, Any]] = [{} for _ in requests]
         for idxs in groups.values():
             live = requests[idxs[0]][1]
-            batch = _stack([requests[i][2] for i in idxs])
+            batch = stack_observations([requests[i][2] for i in idxs])
             wm_ms, pred = 0.0, None
             try:
                 if self.cfg.mode == "standard":

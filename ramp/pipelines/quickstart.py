@@ -87,7 +87,7 @@ def closing_table(manifests: list[Any]) -> str:
         st = m.stages
         fr = st["freeze"].result
         col = st["collect"].result if "collect" in st else {}
-        lab = st["label"].result.get("metrics", {})
+        lab = st["label"].result
         ev = st["evaluate"].result.get("success", {})
         gate = st["promote"].result.get("gate", {})
         human = col.get("intervention_rate")

@@ -88,10 +88,9 @@ def summary(manifest: Any) -> str:
     if m.episode_ids is not None:
         lines.append(f"  episodes      {len(m.training_ids())} ({len(m.excluded)} excluded)")
     lab = st["label"].result if "label" in st else {}
-    metrics = lab.get("metrics", {}) if isinstance(lab, dict) else {}
-    if metrics:
-        pos = metrics.get("positive_fraction")
-        tau = metrics.get("value_kendall_tau")
+    if lab:
+        pos = lab.get("positive_fraction")
+        tau = lab.get("value_kendall_tau")
         lines.append(
             f"  advantages    positive fraction {pos if pos is None else f'{pos:.3f}'}, "
             f"value tau {tau if tau is None else f'{tau:.3f}'}"

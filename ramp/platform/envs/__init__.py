@@ -29,6 +29,8 @@ _LAZY = {
     "InterventionSource": "ramp.platform.envs.human",
     "SimulatedHuman": "ramp.platform.envs.human",
     "run_episode": "ramp.platform.envs.rollout",
+    "EpisodeRun": "ramp.platform.envs.rollout",
+    "ChunkedPolicy": "ramp.platform.envs.chunking",
 }
 
 __all__ = [

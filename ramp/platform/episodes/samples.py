@@ -218,7 +218,12 @@ class TrainingSamples:
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        position, total = 0, self._total()
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[dict[str, Any]]:
+        """This rank's samples from its ``start``-th on (a trainer resuming mid-epoch); windows
+        that lie wholly before ``start`` are skipped without reading a file."""
+        position, total, seen = 0, self._total(), 0
         for ids, ep_index, steps in self._windows():
             mine = [
                 (i, s)
@@ -226,6 +231,9 @@ class TrainingSamples:
                 if position + k < total and (position + k) % self.world_size == self.rank
             ]
             position += len(steps)
+            skip = min(max(start - seen, 0), len(mine))
+            seen += len(mine)
+            mine = mine[skip:]
             needed = sorted({int(i) for i, _ in mine})
             loaded = {i: self._load(ids[i]) for i in needed}
             for i, s in mine:

@@ -1,0 +1,206 @@
+"""`ramp bench rollout`: what rollout workers cost on top of the env and the policy.
+
+One run, one machine: a tiny-preset policy (random weights, flow-matching sampling of each chunk)
+acting in MetaWorld reach-v3 at 64 px (one camera), a new chunk every ``replan_steps`` actions,
+no human, one torch thread per process.
+
+- plain: a loop in this process - reset, infer a chunk every replan_steps actions, step; nothing
+  recorded, nothing written. The strictest baseline.
+- N rollout workers (N = 1, 2): ``ramp.actors.rollout.collect`` on a local Ray with N CPUs, each
+  worker 1 CPU and one env; episodes recorded and written to a temporary store. Env steps/s over
+  the run phase (workers started, envs built and policy copies loaded first: "setup s").
+- full run only: one worker with 2 envs in lock-step (one batched inference for both).
+
+Ratio per worker = (steps/s of N workers / N) / plain steps/s, the plain loop measured just
+before each worker run so a burst on a shared machine hits both; target >= 0.85 (issue 8).
+
+The issue also asks for the wall time of each stage of a quickstart round:
+``quickstart_stage_timings`` is the hook for it (the round coordinator supplies the numbers).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from ramp.benchmarks.report import BenchResult
+
+TASK = "reach-v3"
+SIZE = 64
+REPLAN = 8
+
+
+def quickstart_stage_timings(quick: bool) -> dict[str, float]:
+    """{stage: wall seconds} of one quickstart round, for this benchmark's table.
+
+    HOOK for the round coordinator (ramp/actors/coordinator.py, not landed when this benchmark
+    was written): run a quickstart round (or read its manifest's stage timings) and return e.g.
+    {"collect": 41.2, "clean": 0.3, "train_world_model": 63.0, "label": 12.5, ...}. ``run`` adds
+    a row per stage and metrics ``stage.<name>_s``. Empty: not measured yet.
+    """
+    return {}
+
+
+def _config(root: str, max_steps: int, **overrides: Any) -> Any:
+    import json
+
+    from ramp.platform.config import load_config
+
+    base = {
+        "store.root": root,
+        "envs.env.tasks": [TASK],
+        "envs.env.height": SIZE,
+        "envs.env.width": SIZE,
+        "envs.env.max_steps": max_steps,
+        "envs.rollout.replan_steps": REPLAN,
+        "envs.rollout.human": False,
+        "envs.rollout.cpus_per_worker": 1.0,
+    }
+    base.update(overrides)
+    return load_config("quickstart", [f"{k}={json.dumps(v)}" for k, v in base.items()])
+
+
+def _checkpoint(cfg: Any, spec: Any) -> str:
+    import torch
+
+    from ramp.deploy.protocol import checkpoint_extra
+    from ramp.platform.models import build_policy, publish_checkpoint, stats_from_arrays
+
+    rng = np.random.default_rng(0)
+    s, a = len(spec.state_names), len(spec.action_names)
+    stats = stats_from_arrays(
+        {spec.embodiment: (rng.normal(size=(500, s)), rng.uniform(-1, 1, (500, a)))}
+    )
+    torch.manual_seed(0)
+    policy = build_policy(cfg.models, stats)
+    extra = checkpoint_extra({spec.embodiment: spec.embodiment_config()})
+    version, _ = publish_checkpoint(policy, cfg.store.root, round_=0, extra=extra)
+    return version
+
+
+def _plain(env: Any, policy: Any, episodes: int, max_steps: int) -> float:
+    """Env steps/s of the plain loop (seeds 0..episodes-1)."""
+    emb = env.spec.embodiment
+    steps, t0 = 0, time.perf_counter()
+    for seed in range(episodes):
+        obs, chunk, t = env.reset(seed), None, 0
+        while not obs.done and t < max_steps:
+            if t % REPLAN == 0:
+                batch = {
+                    "images": {c: img[None] for c, img in obs.images.items()},
+                    "state": obs.state[None].astype(np.float32),
+                    "instruction": [obs.instruction],
+                    "embodiment": [emb],
+                }
+                chunk = policy.infer(batch).per_sample()[0]
+            obs = env.step(np.clip(chunk[t % REPLAN], -1, 1))
+            t += 1
+        steps += t
+    return steps / (time.perf_counter() - t0)
+
+
+def run(quick: bool = False) -> BenchResult:
+    import ray
+    import torch
+
+    from ramp.actors.rollout import collect
+    from ramp.platform.models.checkpoints import load_checkpoint
+
+    os.environ.setdefault("LP_NUM_THREADS", "1")
+    max_steps = 40 if quick else 60
+    per_worker = 4 if quick else 8  # episodes per worker (and per plain measurement)
+    root = tempfile.mkdtemp(prefix="ramp-bench-rollout-")
+    temp = tempfile.mkdtemp(prefix="ramp-ray-", dir="/tmp")
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(24)
+    from ray._raylet import Config
+
+    Config.initialize("")
+    result = BenchResult("rollout")
+    threads = torch.get_num_threads()
+    try:
+        from ramp.platform.envs.registry import make_env
+
+        cfg = _config(root, max_steps)
+        env = make_env(cfg.envs.env)
+        version = _checkpoint(cfg, env.spec)
+        torch.set_num_threads(1)  # what each worker uses (1 CPU each)
+        policy = load_checkpoint(root, f"checkpoints/policy/{version}").eval()
+        _plain(env, policy, 1, REPLAN)  # warm up
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            _temp_dir=temp,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+        cases = [(1, 1), (2, 1)] + ([] if quick else [(1, 2)])  # (workers, envs per worker)
+        for round_, (workers, envs) in enumerate(cases, start=1):
+            plain = _plain(env, policy, per_worker, max_steps)
+            c = _config(
+                root,
+                max_steps,
+                **{
+                    "envs.rollout.num_workers": workers,
+                    "envs.rollout.envs_per_worker": envs,
+                    "envs.rollout.episodes_per_task": per_worker * workers * envs,
+                },
+            )
+            res = collect(c, round_=round_, policy=version)
+            per = res.env_steps_per_s / workers
+            key = f"workers{workers}" + (f"_envs{envs}" if envs > 1 else "")
+            result.metrics[f"{key}.steps_per_s"] = res.env_steps_per_s
+            result.metrics[f"{key}.setup_s"] = res.setup_s
+            result.metrics[f"{key}.plain_steps_per_s"] = plain
+            result.ratios[f"{key}.per_worker_vs_plain"] = per / plain
+            result.rows.append(
+                {
+                    "case": f"{workers} worker(s) x {envs} env(s)",
+                    "episodes": res.episodes,
+                    "steps/s": res.env_steps_per_s,
+                    "per worker": per,
+                    "plain steps/s": plain,
+                    "ratio": per / plain,
+                    "setup s": res.setup_s,
+                    "wall s": res.wall_s,
+                }
+            )
+            if envs == 1:
+                result.targets[f"{key}.per_worker_vs_plain"] = {"min": 0.85}
+        env.close()
+        stages = quickstart_stage_timings(quick)
+        for stage, seconds in stages.items():
+            result.metrics[f"stage.{stage}_s"] = seconds
+            result.rows.append({"case": f"quickstart stage {stage}", "wall s": seconds})
+        if not stages:
+            result.notes.append("quickstart stage timings: not measured yet (hook empty)")
+        result.notes.append(
+            f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other "
+            "processes on a shared machine lower the 2-worker ratio)"
+        )
+        result.notes.append(
+            f"tiny preset, MetaWorld {TASK} {SIZE}px, <= {max_steps} steps, chunk re-planned "
+            f"every {REPLAN} actions, 1 torch thread per process; workers write every episode "
+            "to a store, the plain loop records nothing"
+        )
+    finally:
+        torch.set_num_threads(threads)
+        try:
+            ray.shutdown()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            shutil.rmtree(temp, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
+    return result
