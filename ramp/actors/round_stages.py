@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ramp.platform.config import RampConfig
+from ramp.platform.envs.collect import policy_version_rates
 from ramp.platform.episodes import EpisodeStore
 from ramp.platform.episodes.store import EpisodeUnreadableError
 from ramp.platform.rounds import history
@@ -21,7 +22,6 @@ from ramp.platform.rounds.gate import decide
 from ramp.platform.rounds.manifest import RoundManifest, load_manifest
 
 log = logging.getLogger(__name__)
-HUMAN_NAMES = {"human", "scripted-expert", "unknown"}
 
 
 class RoundStages:
@@ -79,7 +79,8 @@ class RoundStages:
             "quarantined": len(bad),
             "steps": sum(e.num_steps for e in entries if e.episode_id not in bad),
             **{f"episodes/{k}": v for k, v in sorted(per_source.items())},
-            "robot_stats": _version_stats(entries, m.round),
+            # success and intervention rates per policy version of this round's episodes
+            "robot_stats": policy_version_rates(e for e in entries if e.round == m.round),
         }
 
     def _unreadable(self, ids: list[str]) -> dict[str, str]:
@@ -257,27 +258,3 @@ def _plain(result: Any) -> dict[str, Any]:
         return v
 
     return {k: clean(v) for k, v in raw.items() if not k.startswith("_")}
-
-
-def _version_stats(entries: list[Any], round_: int) -> dict[str, dict[str, float]]:
-    """Success and intervention rates per policy version over this round's episodes that a
-    policy ran (robot uploads and rollouts): what the dashboard compares across versions.
-    Steps a human took are recorded under the human's name ("human"), not a version."""
-    out: dict[str, dict[str, float]] = {}
-    for e in entries:
-        if e.round != round_:
-            continue
-        for version in {v for v in e.policy_versions if v not in HUMAN_NAMES}:
-            s = out.setdefault(version, {"episodes": 0, "successes": 0, "steps": 0, "human": 0})
-            s["episodes"] += 1
-            s["successes"] += int(bool(e.success))
-            s["steps"] += e.num_steps
-            s["human"] += e.intervention_steps
-    return {
-        v: {
-            "episodes": s["episodes"],
-            "success_rate": s["successes"] / s["episodes"],
-            "intervention_rate": s["human"] / max(s["steps"], 1),
-        }
-        for v, s in sorted(out.items())
-    }

@@ -38,7 +38,10 @@ from ramp.platform.envs.rollout import slug_of
 from ramp.platform.envs.suites import SUITES
 
 SEED_STRIDE = 10_000  # seeds per round: round r uses rollout.seed + r * SEED_STRIDE + i
-HUMAN_NAMES = ("human",)  # intervention sources' policy_version names, left out of per-version
+HUMAN = "human"  # the policy_version of the steps a (simulated) human drove
+# policy_version names that name no policy: a human, the demonstrations' expert, steps whose
+# source did not say (the robot client's default); never credited to a policy version
+NON_POLICY_NAMES = frozenset({HUMAN, "scripted-expert", "unknown"})
 
 
 # --------------------------------------------------------------------------- jobs
@@ -144,7 +147,7 @@ class EpisodeOutcome:
         cls, entry: Any, status: str = "exists", seed: int | None = None
     ) -> EpisodeOutcome:
         """From a store index entry (no data read): robots' uploads, or a collect re-run."""
-        versions = [v for v in entry.policy_versions if v not in HUMAN_NAMES]
+        versions = [v for v in entry.policy_versions if v not in NON_POLICY_NAMES]
         return cls(
             entry.episode_id,
             entry.task,
@@ -188,6 +191,14 @@ def summarize(outcomes: Iterable[EpisodeOutcome]) -> dict[str, Any]:
         "per_task": {t: rates(v) for t, v in sorted(by_task.items())},
         "per_policy_version": {k: rates(v) for k, v in sorted(by_version.items())},
     }
+
+
+def policy_version_rates(entries: Iterable[Any]) -> dict[str, dict[str, float]]:
+    """``rates`` per policy version of store index entries (no data read), each episode counted
+    under its main version; episodes no policy drove (``NON_POLICY_NAMES`` only: demonstrations,
+    wholly human ones) are left out. What the dashboard compares across versions."""
+    per = summarize(EpisodeOutcome.from_entry(e) for e in entries)["per_policy_version"]
+    return {v: r for v, r in per.items() if v not in NON_POLICY_NAMES}
 
 
 # --------------------------------------------------------------------------- results
@@ -530,6 +541,6 @@ def collect_result(
         warnings=[
             f"episodes were produced by {v}, not by the requested {policy}"
             for v in summary["per_policy_version"]
-            if v != policy and v not in HUMAN_NAMES
+            if v != policy and v != HUMAN
         ],
     )

@@ -8,11 +8,17 @@ store (no random access into thousands of files).
 Sharding: the global sample sequence is dealt round-robin to ranks (sample i goes to rank
 i % world_size), so shards are disjoint, every rank reads the same window at the same time, and
 with ``drop_last`` every rank gets exactly the same number of samples (DDP hangs otherwise).
+
+Excluded steps (``exclude_steps``, e.g. the transitional steps around human takeovers that
+``rl.interventions.clean_steps`` flags) are never a sample's start step t; they simply do not
+enter the index, so order, sharding and ``iter_from`` stay pure functions of (seed, epoch, rank).
+A kept step's action chunk t..t+H-1 and future frames may still read excluded neighbours: the
+exclusion chooses what is learnt FROM, not what the episode looks like.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +78,10 @@ class TrainingSamples:
         shuffle_window: int = 64,
         drop_last: bool = True,
         cameras: Sequence[str] | None = None,
+        exclude_steps: Mapping[str, Sequence[int] | np.ndarray] | None = None,
     ):
+        """``exclude_steps``: episode id -> steps never used as a start step (see the module
+        docstring); episodes not named keep every step."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         if chunk_size < 1:
@@ -97,6 +106,23 @@ class TrainingSamples:
         if missing:
             raise KeyError(f"{len(missing)} episodes are not in the store, e.g. {missing[0]!r}")
         self.lengths = {eid: entries[eid].num_steps for eid in self.episode_ids}
+        # start steps of the episodes that lose some; the others start at every step 0..T-1
+        self._starts: dict[str, np.ndarray] = {}
+        for eid, steps in (exclude_steps or {}).items():
+            if eid not in self.lengths:
+                continue  # an exclusion for an episode this fit does not train on
+            drop = np.unique(np.asarray(steps, dtype=np.int64))
+            if drop.size and (drop[0] < 0 or drop[-1] >= self.lengths[eid]):
+                raise ValueError(
+                    f"excluded steps of {eid!r} must lie in [0, {self.lengths[eid]}), "
+                    f"got {drop[0]}..{drop[-1]}"
+                )
+            if drop.size:
+                self._starts[eid] = np.setdiff1d(
+                    np.arange(self.lengths[eid], dtype=np.int64), drop, assume_unique=True
+                )
+        # how many steps of these episodes start no sample
+        self.excluded = sum(self.lengths[e] - s.size for e, s in self._starts.items())
         if labels is not None:
             labelled = store.labelled_ids(labels)  # one listing, not one per episode
             unlabelled = [e for e in self.episode_ids if e not in labelled]
@@ -110,8 +136,13 @@ class TrainingSamples:
         """A new shuffle per epoch, the same on every rank."""
         self.epoch = epoch
 
+    def starts(self, episode_id: str) -> np.ndarray:
+        """The steps of an episode that start a sample, ascending."""
+        starts = self._starts.get(episode_id)
+        return starts if starts is not None else np.arange(self.lengths[episode_id])
+
     def _total(self) -> int:
-        n = sum(self.lengths.values())
+        n = sum(self.lengths.values()) - self.excluded
         return (n // self.world_size) * self.world_size if self.drop_last else n
 
     def __len__(self) -> int:
@@ -126,9 +157,9 @@ class TrainingSamples:
             order = [order[i] for i in rng.permutation(len(order))]
         for start in range(0, len(order), self.shuffle_window):
             ids = order[start : start + self.shuffle_window]
-            lengths = np.array([self.lengths[e] for e in ids])
-            ep_index = np.repeat(np.arange(len(ids)), lengths)
-            steps = np.concatenate([np.arange(n) for n in lengths]) if len(ids) else np.empty(0)
+            starts = [self.starts(e) for e in ids]
+            ep_index = np.repeat(np.arange(len(ids)), [s.size for s in starts])
+            steps = np.concatenate(starts) if len(ids) else np.empty(0)
             if self.shuffle:
                 perm = rng.permutation(len(steps))
                 ep_index, steps = ep_index[perm], steps[perm]

@@ -11,6 +11,10 @@ sharded by rank) -> ``models.padding.collate_padded`` -> ``to_tensors``. The str
 over epochs (``set_epoch`` per pass, a batch may straddle two epochs), and the position of step
 ``s`` in it is a pure function of ``s``, so a resumed fit continues with exactly the batches an
 uninterrupted one would have seen (``TrainingSamples.iter_from`` skips whole windows unread).
+Cleaning: with ``rl.interventions.enabled`` the transitional steps around human takeovers and
+hand-backs (``rl.interventions.clean_steps``, the very steps the labeller reports as removed) are
+never a sample's start step (``cleaned_steps`` -> ``TrainingSamples(exclude_steps=...)``), for the
+world model and the policy alike; the counts come back as ``data/steps``, ``data/cleaned_steps``.
 Why not Ray Data: on the demo store it read 28-160x fewer steps/s than pyarrow (docs/training.md),
 and a sample needs the whole episode (action chunk, future frames), which a row-shuffled dataset
 does not keep together.
@@ -18,7 +22,8 @@ does not keep together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +38,20 @@ from ramp.platform.models.normalization import NormStats, compute_norm_stats
 from ramp.platform.models.padding import collate_padded, to_tensors
 from ramp.platform.models.world_model import VALUE_TARGET
 from ramp.platform.rl.advantages import discounted_returns
-from ramp.platform.rl.layout import column_float32, episodes_from_table
+from ramp.platform.rl.interventions import clean_steps
+from ramp.platform.rl.layout import (
+    column_bool,
+    column_float32,
+    column_matrix,
+    episodes_from_table,
+    offsets_from_lengths,
+)
 from ramp.platform.rl.rewards import RewardScale, episode_rewards
-from ramp.platform.rl.settings import RLConfig
+from ramp.platform.rl.settings import InterventionConfig, RLConfig
 from ramp.platform.training.settings import TrainerConfig
 
 TARGET_COLUMNS = ["episode_id", "step", "task", "success", "reward"]
+IO_THREADS = 8  # parallel reads of the intervention column (I/O bound on S3)
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,58 @@ def value_targets(store: EpisodeStore, episode_ids: Sequence[str], rl: RLConfig)
         for i, eid in enumerate(episodes.episode_ids)
     }
     return ValueTargets(out, scale)
+
+
+@dataclass(frozen=True)
+class CleanedSteps:
+    """The steps ``rl.interventions`` keeps out of a fit's samples, and how many steps it has."""
+
+    dropped: dict[str, np.ndarray]  # episode id -> steps starting no sample (only ids with any)
+    steps: int  # every step of the fit's episodes
+
+    @property
+    def cleaned(self) -> int:
+        return int(sum(d.size for d in self.dropped.values()))
+
+    def metrics(self) -> dict[str, float]:
+        return {"data/steps": float(self.steps), "data/cleaned_steps": float(self.cleaned)}
+
+
+def cleaned_steps(
+    store: EpisodeStore, episode_ids: Sequence[str], icfg: InterventionConfig
+) -> CleanedSteps:
+    """``clean_steps`` over the fit's episodes, as the labeller runs it (same settings, same
+    columns: ``intervention``, plus ``action`` for rule ``action_jump``; never a frame).
+
+    Disabled cleaning reads nothing (the lengths come from the index). Rows are steps 0..T-1 in
+    order (the store's contract), so row positions are the steps ``TrainingSamples`` indexes.
+    """
+    ids = sorted(set(episode_ids))
+    entries = store.episodes(ids=ids)
+    missing = sorted(set(ids) - {e.episode_id for e in entries})
+    if missing:
+        raise KeyError(f"{len(missing)} episodes are not in the store, e.g. {missing[0]!r}")
+    if not icfg.enabled:
+        return CleanedSteps({}, int(sum(e.num_steps for e in entries)))
+    if not ids:
+        return CleanedSteps({}, 0)
+    columns = ["intervention"] + (["action"] if icfg.rule == "action_jump" else [])
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        tables = list(pool.map(lambda eid: store.read_episode(eid, columns=columns), ids))
+    offsets = offsets_from_lengths([t.num_rows for t in tables])
+    human = np.concatenate([column_bool(t, "intervention") for t in tables])
+    actions = None
+    if "action" in columns:
+        # zero-padded to the widest embodiment: padding never changes a jump within an episode,
+        # and jumps across episodes are not jumps (clean_steps zeroes them)
+        mats = [column_matrix(t, "action") for t in tables]
+        width = max(m.shape[1] for m in mats)
+        actions = np.concatenate([np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in mats])
+    drop = ~clean_steps(human, offsets, icfg, actions).keep
+    dropped = {}
+    for k in np.flatnonzero(np.add.reduceat(drop.astype(np.int64), offsets[:-1])):
+        dropped[ids[k]] = np.flatnonzero(drop[offsets[k] : offsets[k + 1]]).astype(np.int64)
+    return CleanedSteps(dropped, int(offsets[-1]))
 
 
 def norm_stats(store: EpisodeStore, episode_ids: Sequence[str]) -> NormStats:
@@ -147,8 +212,11 @@ def training_samples(
     rank: int = 0,
     world_size: int = 1,
     labels: str | None = None,
+    exclude_steps: Mapping[str, np.ndarray] | None = None,
 ) -> TrainingSamples:
-    """This rank's share of the samples, as ``cfg.sampling`` (and the trainer) ask."""
+    """This rank's share of the samples, as ``cfg.sampling`` (and the trainer) ask, without
+    ``exclude_steps`` as start steps (``cleaned_steps(...).dropped``; every rank must get the same
+    mapping, or the shards would overlap)."""
     check_sampling(cfg)
     s = cfg.sampling
     return TrainingSamples(
@@ -162,6 +230,7 @@ def training_samples(
         world_size=world_size,
         shuffle_window=tcfg.shuffle_window or s.shuffle_window,
         drop_last=s.drop_last,
+        exclude_steps=exclude_steps,
     )
 
 

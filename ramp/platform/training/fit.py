@@ -14,7 +14,9 @@ next to Ray Train's run storage (``<root>/train-runs/<run name>/``):
 The world model trains on ``wm.loss`` with the value target (``data.value_targets``); the policy
 on ``rl.objectives.build_objective(cfg.rl.objective, stage)`` over the label sidecars of the named
 world-model version, and, for objectives that use the world model (RAMP), on z from the frozen
-world model: ``batch["wm_tokens"] = wm.predict(batch).tokens``.
+world model: ``batch["wm_tokens"] = wm.predict(batch).tokens``. Both skip the transitional steps
+around human takeovers as start steps when ``rl.interventions.enabled`` (``data.cleaned_steps``,
+counted in the outcome's ``data/steps`` and ``data/cleaned_steps``).
 """
 
 from __future__ import annotations
@@ -217,12 +219,15 @@ def policy_step(
 class Prepared:
     stats: NormStats
     targets: data.ValueTargets | None
+    cleaned: data.CleanedSteps  # steps that start no sample: the same on every rank
 
 
 def prepare(
     cfg: RampConfig, store: EpisodeStore, spec: FitSpec, rank: int, world_size: int
 ) -> Prepared:
-    """Statistics (and the world model's value targets) on rank 0, shared with the others."""
+    """Statistics, the steps cleaning drops (and the world model's value targets) on rank 0,
+    shared with the others. A resumed fit recomputes them: they are functions of the store's
+    episodes and the config, so the resumed batch stream is the uninterrupted one."""
     distributed = world_size > 1 and torch.distributed.is_initialized()
     prepared = None
     if rank == 0 or not distributed:
@@ -232,7 +237,8 @@ def prepare(
             if spec.kind == "world-model"
             else None
         )
-        prepared = Prepared(stats, targets)
+        cleaned = data.cleaned_steps(store, spec.episode_ids, cfg.rl.interventions)
+        prepared = Prepared(stats, targets, cleaned)
     if distributed:
         box = [prepared]
         torch.distributed.broadcast_object_list(box, src=0)
@@ -311,6 +317,7 @@ def run(
         rank=rank,
         world_size=world_size,
         labels=spec.world_model if spec.kind == "policy" else None,
+        exclude_steps=prepared.cleaned.dropped,
     )
     start = state.step if state is not None else 0
     batches = data.batches(
@@ -355,6 +362,7 @@ def run(
         )
     metrics = {
         **result.metrics,
+        **prepared.cleaned.metrics(),
         "samples_per_s": result.samples / result.train_s if result.train_s > 0 else 0.0,
         "train_s": result.train_s,
     }

@@ -177,6 +177,41 @@ def test_human_steps_are_flagged_and_counted(env, policy):
     assert set(s["per_policy_version"]) == {"policy-r1-test"}
 
 
+def test_rates_per_policy_version_leave_out_names_that_are_no_policy():
+    from ramp.platform.envs.collect import NON_POLICY_NAMES, policy_version_rates
+    from ramp.platform.episodes.index import IndexEntry
+
+    def entry(eid, versions, success, steps, human):
+        return IndexEntry(
+            episode_id=eid,
+            path=f"{eid}.parquet",
+            content_hash="0",
+            round=1,
+            source="robot",
+            task="reach",
+            embodiment="arm",
+            success=success,
+            num_steps=steps,
+            intervention_steps=human,
+            policy_versions=versions,
+        )
+
+    rates = policy_version_rates(
+        [
+            entry("a", ["policy-r1-a", "human"], True, 10, 4),
+            entry("b", ["policy-r1-a", "unknown"], False, 30, 0),
+            entry("c", ["policy-r0-b"], True, 20, 0),
+            entry("demo", ["scripted-expert"], True, 50, 0),  # no policy drove these two
+            entry("teleop", ["human"], True, 40, 40),
+        ]
+    )
+    assert {"human", "scripted-expert", "unknown"} == set(NON_POLICY_NAMES)
+    assert set(rates) == {"policy-r0-b", "policy-r1-a"}
+    a = rates["policy-r1-a"]
+    assert (a["episodes"], a["success_rate"], a["intervention_rate"]) == (2, 0.5, 0.1)
+    assert rates["policy-r0-b"]["intervention_rate"] == 0.0
+
+
 def test_jobs_ids_seeds_and_calls():
     from ramp.platform.config import load_config
     from ramp.platform.envs.collect import (

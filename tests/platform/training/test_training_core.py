@@ -122,6 +122,9 @@ def test_world_model_loss_falls_on_the_demo_store(store):
     assert {"loss/latent", "loss/value", "loss/proprio", "grad_norm", "lr"} <= set(
         outcome.history[-1]
     )
+    # the demonstrations have no human in them: cleaning drops nothing, and says so
+    assert outcome.metrics["data/steps"] == sum(e.num_steps for e in store.episodes())
+    assert outcome.metrics["data/cleaned_steps"] == 0
 
 
 def _checkpoints(base: Path):
@@ -180,6 +183,7 @@ def test_ramp_policy_fit_publishes_a_checkpoint_that_loads(store):
     assert outcome.path == f"checkpoints/policy/{outcome.version}"
     assert [h["step"] for h in outcome.history] == [2, 4]
     assert np.isfinite(outcome.metrics["loss"]) and "mask/z_dropped" in outcome.metrics
+    assert {"data/steps", "data/cleaned_steps"} <= set(outcome.metrics)
     policy = load_checkpoint(store.fs, outcome.path, kind="policy")
     assert policy.checkpoint_version == outcome.version
     assert "metaworld" in policy.norm_stats.embodiments
