@@ -6,7 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ramp.platform.config import RampConfig, load_config
+import numpy as np
+
+from ramp.platform.config import CameraConfig, EmbodimentConfig, RampConfig, load_config
+from ramp.platform.episodes import Episode, EpisodeStore
+from ramp.platform.episodes.images import decode_frames
+from ramp.platform.episodes.schema import camera_column
+from ramp.platform.episodes.validate import read_meta
 
 TASKS = ["reach-v3", "button-press-topdown-v3"]
 
@@ -37,3 +43,52 @@ def tiny_config(root: str | Path, **overrides: Any) -> RampConfig:
     }
     base.update(overrides)
     return load_config("quickstart", [f"{k}={json.dumps(v)}" for k, v in base.items()])
+
+
+def copies_of_one_success(
+    store: EpisodeStore,
+    n: int,
+    *,
+    into: EpisodeStore | None = None,
+    round_: int = 1,
+    source: str = "rollout",
+) -> list[str]:
+    """n episodes identical to one successful demonstration of `store` but for their ids, written
+    into `into` (default: the same store): data on which advantages must collapse."""
+    source = next(e for e in store.episodes() if e.success)
+    table = store.read_episode(source.episode_id)
+    meta = read_meta(table)
+    into = into or store
+    into.embodiments = {
+        meta.embodiment: EmbodimentConfig(
+            cameras={
+                c: CameraConfig(height=m.height, width=m.width) for c, m in meta.cameras.items()
+            },
+            state_names=meta.state_names,
+            action_names=meta.action_names,
+            action_low=meta.action_low,
+            action_high=meta.action_high,
+            fps=meta.fps,
+        )
+    }
+    images = {
+        c: decode_frames(table.column(camera_column(c)), m.encoding, m.height, m.width)
+        for c, m in meta.cameras.items()
+    }
+    ids = []
+    for k in range(n):
+        episode = Episode(
+            episode_id=f"same-success-{k}",
+            embodiment=meta.embodiment,
+            task=meta.task,
+            instruction=table.column("instruction")[0].as_py(),
+            images=images,
+            state=np.stack(table.column("state").to_numpy(zero_copy_only=False)),
+            action=np.stack(table.column("action").to_numpy(zero_copy_only=False)),
+            success=True,
+            source=source,
+            policy_version="policy-r1-00000000",
+            round=round_,
+        )
+        ids.append(into.write(episode).episode_id)
+    return ids

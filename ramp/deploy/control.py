@@ -33,7 +33,7 @@ from ramp.deploy import app as A
 from ramp.deploy.auth import resolve_tokens
 from ramp.deploy.settings import ServeConfig
 from ramp.deploy.versions import CheckpointRef, DeployHistory, VersionError, resolve
-from ramp.platform.config import RampConfig
+from ramp.platform.config import RampConfig, with_absolute_root
 from ramp.platform.tracking.settings import TrackingConfig
 
 log = logging.getLogger("ramp.deploy")
@@ -239,7 +239,7 @@ def start(
 ) -> DeployResult:
     """Deploy the whole application on the connected Ray cluster (``ramp serve``)."""
     scfg = cfg.serve
-    root = root or cfg.store.root
+    root = root or with_absolute_root(cfg).store.root  # replicas run in another directory
     spec = checkpoint or scfg.checkpoint
     if spec is None:
         raise VersionError(

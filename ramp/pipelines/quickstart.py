@@ -112,11 +112,11 @@ def run_cli(args: argparse.Namespace) -> int:
 
     from ramp.actors.coordinator import Coordinator
     from ramp.pipelines.round import printer
-    from ramp.platform.config import load_config
+    from ramp.platform.config import load_config, with_absolute_root
     from ramp.platform.rounds.manifest import load_manifest
 
     t0 = time.monotonic()
-    cfg = load_config(args.config, args.set or ())
+    cfg = with_absolute_root(load_config(args.config, args.set or ()))
     say = printer()
     say(f"ramp quickstart: config {args.config}, store {cfg.store.root}, 1 + {args.rounds} rounds")
     context = ray.init(

@@ -113,15 +113,40 @@ def summary(manifest: Any) -> str:
     return "\n".join(lines)
 
 
+def preflight(cfg: Any, round_: int | None, until: str | None) -> int:
+    """Everything that can fail without Ray fails here, before a cluster is joined: the store is
+    reachable, the tracking URI is usable, the round and the stage exist. Returns the round."""
+    from ramp.platform.episodes import EpisodeStore
+    from ramp.platform.rounds import history
+    from ramp.platform.rounds.manifest import stages_of
+    from ramp.platform.tracking.uri import tracking_uri
+
+    if cfg.tracking.enabled:
+        tracking_uri(cfg.tracking, cfg.store.root)  # e.g. an S3 store without an MLflow server
+    store = EpisodeStore.from_config(cfg)
+    r = history.round_to_run(store.fs, store.current_round()) if round_ is None else round_
+    if r < 0:
+        raise ValueError(f"--round must be >= 0, got {r}")
+    if until is not None and until not in stages_of(r):
+        first = "round 0 has no rollouts: `ramp round` runs it (stage 1 -> label -> stage 2)"
+        raise ValueError(first if until == "collect" else f"round {r} has no stage {until!r}")
+    return r
+
+
 def run(args: argparse.Namespace, until: str | None = None, round_: int | None = None) -> int:
     from ramp.actors.coordinator import Coordinator
-    from ramp.platform.config import load_config
+    from ramp.platform.config import load_config, with_absolute_root
     from ramp.platform.rounds.lock import RoundLockedError
 
-    cfg = load_config(args.config, args.set or ())
+    asked = getattr(args, "round", None) if round_ is None else round_
+    try:
+        cfg = with_absolute_root(load_config(args.config, args.set or ()))
+        r = preflight(cfg, asked, until)
+    except ValueError as e:  # ConfigError is one too
+        print(f"ramp: {e}", file=sys.stderr)
+        return 2
     connect(args.address)
     say = printer()
-    r = getattr(args, "round", None) if round_ is None else round_
     try:
         manifest = Coordinator(cfg, progress=say).run(round_=r, until=until)
     except RoundLockedError as e:

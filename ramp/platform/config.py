@@ -411,3 +411,31 @@ def load_config(
 def dump_config(cfg: RampConfig) -> str:
     """The resolved config as YAML (every default spelled out), for `ramp config check`."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, width=100)
+
+
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray in the driver of a `ray job submit` job
+
+
+def with_absolute_root(cfg: RampConfig) -> RampConfig:
+    """The config with a relative local ``store.root`` made absolute against this process' cwd.
+
+    Ray workers and Serve replicas run in other directories: a relative root would point each of
+    them somewhere else. Inside a submitted Ray job the cwd is the job's temporary copy of its
+    working dir, deleted after the job, so a relative root there is refused instead.
+    """
+    import os
+
+    root = cfg.store.root
+    if "://" in root or os.path.isabs(root):
+        return cfg
+    if os.environ.get(JOB_ENV):
+        raise ConfigError(
+            "<config>",
+            [
+                f"store.root {root!r} is relative: inside a Ray job it would resolve into the "
+                "job's temporary working dir and be lost when the job ends; give an absolute "
+                "path (e.g. --set store.root=$PWD/ramp-data on the submitting shell) or s3://..."
+            ],
+        )
+    store = cfg.store.model_copy(update={"root": os.path.abspath(root)})
+    return cfg.model_copy(update={"store": store})

@@ -9,15 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from round_helpers import tiny_config
+from round_helpers import copies_of_one_success, tiny_config
 
 from ramp.actors.labeller import label
-from ramp.platform.config import CameraConfig, EmbodimentConfig, RampConfig
-from ramp.platform.episodes import Episode, EpisodeStore
-from ramp.platform.episodes.images import decode_frames
+from ramp.platform.config import RampConfig
+from ramp.platform.episodes import EpisodeStore
 from ramp.platform.episodes.labels import read_label_meta
-from ramp.platform.episodes.schema import camera_column
-from ramp.platform.episodes.validate import read_meta
 
 # MetaWorld's proprio has 39 dimensions; the tiny preset pads to 32.
 MODELS = {"models.world_model.max_state_dim": 40}
@@ -93,46 +90,6 @@ def test_a_corrupt_episode_is_quarantined_and_reported(ray_cluster, demo_store, 
 
 def store_rel(root, path) -> str:
     return str(path.relative_to(root))
-
-
-def copies_of_one_success(store: EpisodeStore, n: int) -> list[str]:
-    """n episodes identical to one successful demonstration but for their ids."""
-    source = next(e for e in store.episodes() if e.success)
-    table = store.read_episode(source.episode_id)
-    meta = read_meta(table)
-    store.embodiments = {
-        meta.embodiment: EmbodimentConfig(
-            cameras={
-                c: CameraConfig(height=m.height, width=m.width) for c, m in meta.cameras.items()
-            },
-            state_names=meta.state_names,
-            action_names=meta.action_names,
-            action_low=meta.action_low,
-            action_high=meta.action_high,
-            fps=meta.fps,
-        )
-    }
-    images = {
-        c: decode_frames(table.column(camera_column(c)), m.encoding, m.height, m.width)
-        for c, m in meta.cameras.items()
-    }
-    ids = []
-    for k in range(n):
-        episode = Episode(
-            episode_id=f"same-success-{k}",
-            embodiment=meta.embodiment,
-            task=meta.task,
-            instruction=table.column("instruction")[0].as_py(),
-            images=images,
-            state=np.stack(table.column("state").to_numpy(zero_copy_only=False)),
-            action=np.stack(table.column("action").to_numpy(zero_copy_only=False)),
-            success=True,
-            source="rollout",
-            policy_version="policy-r1-00000000",
-            round=1,
-        )
-        ids.append(store.write(episode).episode_id)
-    return ids
 
 
 def test_identical_successes_raise_the_collapse_alarm(ray_cluster, demo_store, world_model):

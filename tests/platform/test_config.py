@@ -207,3 +207,17 @@ def test_unknown_name_error_suggests():
     err = UnknownNameError("benchmark", "episode-stor", ["episode-store", "models"])
     assert "did you mean 'episode-store'" in str(err)
     assert "available: episode-store, models" in str(err)
+
+
+def test_relative_store_roots_become_absolute_except_inside_a_ray_job(monkeypatch, tmp_path):
+    from ramp.platform.config import JOB_ENV, with_absolute_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(JOB_ENV, raising=False)
+    cfg = load_config(None, ["store.root=./ramp-data"])
+    assert with_absolute_root(cfg).store.root == str(tmp_path / "ramp-data")
+    s3 = load_config(None, ["store.root=s3://b/x"])
+    assert with_absolute_root(s3).store.root == "s3://b/x"
+    monkeypatch.setenv(JOB_ENV, "{}")
+    with pytest.raises(ConfigError, match=r"store.root './ramp-data' is relative.*Ray job"):
+        with_absolute_root(cfg)
