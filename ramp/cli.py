@@ -351,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's start-up chatter
+    for chatty in ("mlflow", "alembic"):  # database set-up lines on every new SQLite store
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     func = getattr(args, "func", None)
     if func is None:
         # `ramp`, `ramp data` ...: show the help of the deepest command given.

@@ -8,8 +8,11 @@ their Ray Train run by name, the labeller skips episodes already labelled by the
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +35,42 @@ class RoundStages:
     def _run_name(self, m: RoundManifest, kind: str) -> str:
         return f"{self.cfg.name}-r{m.round}-{kind}"
 
+    def _bar(self, label: str) -> Callable[..., None] | None:
+        """A progress callback for the stage actors (done, total[, message]) -> the printer."""
+        bar = getattr(self.say, "bar", None)
+        if bar is None:
+            return None
+        return lambda done, total, message="": bar(label, done, total, message)
+
+    @contextlib.contextmanager
+    def _watch_fit(self, run_name: str, label: str) -> Iterator[None]:
+        """Poll the fit's progress.json (written by rank 0 every log_every steps) into a bar."""
+        bar = self._bar(label)
+        stop = threading.Event()
+
+        def poll() -> None:
+            seen = -1
+            while not stop.wait(2.0):
+                try:
+                    text = self.fs.read_text(f"train-runs/{run_name}/progress.json")
+                    p = json.loads(text) if text else None
+                except (OSError, ValueError):
+                    continue
+                if p and p["step"] != seen:
+                    seen = p["step"]
+                    loss = p.get("loss")
+                    bar(p["step"], p["steps"], "" if loss is None else f"loss {loss:.3f}")
+
+        thread = threading.Thread(target=poll, daemon=True) if bar else None
+        if thread:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if thread:
+                thread.join(timeout=5)
+
     # ---------------------------------------------------------------------------- stage 3
 
     def collect(self, m: RoundManifest) -> dict[str, Any]:
@@ -46,7 +85,13 @@ class RoundStages:
             )
         from ramp.actors.rollout import collect
 
-        res = collect(self.cfg, round_=m.round, policy=policy, world_model=world_model)
+        res = collect(
+            self.cfg,
+            round_=m.round,
+            policy=policy,
+            world_model=world_model,
+            progress=self._bar("episodes"),
+        )
         return _plain(res)
 
     # ---------------------------------------------------------------------------- freeze
@@ -109,20 +154,27 @@ class RoundStages:
 
         t = self.cfg.training.world_model
         init = history.start_checkpoint(self.fs, "world_model", m.round, t.init, t.init_checkpoint)
-        res = fit_world_model(
-            self.cfg,
-            round_=m.round,
-            episode_ids=m.training_ids(),
-            init=init,
-            run_name=self._run_name(m, "world-model"),
-        )
+        run_name = self._run_name(m, "world-model")
+        with self._watch_fit(run_name, "steps"):
+            res = fit_world_model(
+                self.cfg,
+                round_=m.round,
+                episode_ids=m.training_ids(),
+                init=init,
+                run_name=run_name,
+            )
         m.versions.world_model = res.version
         return {**_plain(res), "init": init}
 
     def label(self, m: RoundManifest) -> dict[str, Any]:
         from ramp.actors.labeller import label
 
-        res = label(self.cfg, world_model=m.versions.world_model, episode_ids=m.training_ids())
+        res = label(
+            self.cfg,
+            world_model=m.versions.world_model,
+            episode_ids=m.training_ids(),
+            progress=self._bar("episodes"),
+        )
         for eid, why in res.unreadable.items():
             m.excluded[eid] = why
         verdict = res.collapse
@@ -165,15 +217,17 @@ class RoundStages:
 
         t = self.cfg.training.policy
         init = history.start_checkpoint(self.fs, "policy", m.round, t.init, t.init_checkpoint)
-        res = fit_policy(
-            self.cfg,
-            round_=m.round,
-            episode_ids=m.training_ids(),
-            world_model=m.versions.world_model,
-            init=init,
-            run_name=self._run_name(m, "policy"),
-            stage="policy_training" if m.round == 0 else "continual_training",
-        )
+        run_name = self._run_name(m, "policy")
+        with self._watch_fit(run_name, "steps"):
+            res = fit_policy(
+                self.cfg,
+                round_=m.round,
+                episode_ids=m.training_ids(),
+                world_model=m.versions.world_model,
+                init=init,
+                run_name=run_name,
+                stage="policy_training" if m.round == 0 else "continual_training",
+            )
         m.versions.policy = res.version
         return {**_plain(res), "init": init}
 
@@ -188,7 +242,11 @@ class RoundStages:
         if m.versions.production_before:
             policies["production"] = m.versions.production_before
         res = evaluate(
-            self.cfg, round_=m.round, policies=policies, world_model=m.versions.world_model
+            self.cfg,
+            round_=m.round,
+            policies=policies,
+            world_model=m.versions.world_model,
+            progress=self._bar("episodes"),
         )
         return _plain(res)
 

@@ -62,18 +62,56 @@ def connect(address: str | None, *, dashboard: bool = False, num_cpus: int | Non
     return True
 
 
-def printer(prefix: str = "") -> Any:
-    t0 = time.monotonic()
+class Printer:
+    """Stage lines with elapsed time, and progress bars for long stages.
 
-    def say(message: str) -> None:
-        elapsed = time.monotonic() - t0
-        print(
-            f"[{elapsed // 60:02.0f}:{elapsed % 60:04.1f}] {prefix}{message}",
-            file=sys.stderr,
-            flush=True,
+    On a terminal a bar redraws in place; in a log (a `ray job` log, CI) it prints a line at each
+    tenth of the work, so the log stays readable and still shows the job is moving.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, prefix: str = "", stream: Any = None):
+        self.prefix = prefix
+        self.stream = stream or sys.stderr
+        self.t0 = time.monotonic()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._open = False  # a bar is drawn on the current terminal line
+        self._last: dict[str, int] = {}
+
+    def _stamp(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        return f"[{elapsed // 60:02.0f}:{elapsed % 60:04.1f}] {self.prefix}"
+
+    def __call__(self, message: str) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+        print(f"{self._stamp()}{message}", file=self.stream, flush=True)
+
+    def bar(self, label: str, done: int, total: int, info: str = "") -> None:
+        total = max(int(total), 1)
+        done = min(int(done), total)
+        filled = round(self.WIDTH * done / total)
+        line = (
+            f"{self._stamp()}  {label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+            f"{done}/{total}{'  ' + info if info else ''}"
         )
+        if self.tty:
+            self.stream.write("\r" + line + "\x1b[K")
+            self.stream.flush()
+            self._open = done < total
+            if done >= total:
+                self.stream.write("\n")
+            return
+        tenth = done * 10 // total
+        if self._last.get(label, -1) < tenth or done == total:
+            self._last[label] = tenth
+            print(line, file=self.stream, flush=True)
 
-    return say
+
+def printer(prefix: str = "") -> Printer:
+    return Printer(prefix)
 
 
 def summary(manifest: Any) -> str:

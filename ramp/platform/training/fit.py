@@ -275,6 +275,24 @@ def _record_attempt(store: EpisodeStore, spec: FitSpec, start_step: int) -> None
 # ------------------------------------------------------------------------- the fit
 
 
+def _progress(store: EpisodeStore, spec: FitSpec, steps: int, entry: dict[str, float]) -> None:
+    """Rank 0's log line, and ``progress.json`` in the run folder: the driver polls it for its
+    progress bar (a worker's stdout does not reach a `ray job` log reliably)."""
+    log.info(
+        "%s %s step %d/%d: loss %.4f",
+        spec.kind,
+        spec.run_name,
+        entry["step"],
+        steps,
+        entry.get("loss", float("nan")),
+    )
+    body = {"step": int(entry["step"]), "steps": steps, "loss": entry.get("loss"), "t": time.time()}
+    try:
+        store.fs.write_atomic(f"{spec.run_dir}/progress.json", json.dumps(body).encode())
+    except OSError as e:  # progress is cosmetic: never fail a fit on it
+        log.debug("could not write progress: %s", e)
+
+
 def run(
     cfg: RampConfig,
     spec: FitSpec,
@@ -343,14 +361,7 @@ def run(
         world_size=world_size,
         device=device,
         info={"norm_stats": stats.to_json(), "kind": spec.kind},
-        on_log=lambda h: log.info(
-            "%s %s step %d/%d: loss %.4f",
-            spec.kind,
-            spec.run_name,
-            h["step"],
-            tcfg.steps,
-            h.get("loss", float("nan")),
-        ),
+        on_log=lambda h: _progress(store, spec, tcfg.steps, h) if rank == 0 else None,
     )
     if rank != 0:
         return None
