@@ -55,8 +55,8 @@ def copies_of_one_success(
 ) -> list[str]:
     """n episodes identical to one successful demonstration of `store` but for their ids, written
     into `into` (default: the same store): data on which advantages must collapse."""
-    source = next(e for e in store.episodes() if e.success)
-    table = store.read_episode(source.episode_id)
+    original = next(e for e in store.episodes() if e.success)
+    table = store.read_episode(original.episode_id)
     meta = read_meta(table)
     into = into or store
     into.embodiments = {
