@@ -83,24 +83,41 @@ class LoopbackCluster:
         return cluster
 
     def submit(self, working_dir: str, *entrypoint: str, timeout: float = 900):
-        return subprocess.run(
-            [
-                str(BIN / "ray"),
-                "job",
-                "submit",
-                "--address",
-                self.dashboard,
-                "--working-dir",
-                working_dir,
-                "--",
-                *entrypoint,
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=tempfile.gettempdir(),
-        )
+        """`ray job submit` and wait for the job. Right after `ray start` the head's job agent
+        may not be up yet ("No available agent"): nothing was submitted then, so try again."""
+        deadline = time.monotonic() + 90
+        while True:
+            out = subprocess.run(
+                [
+                    str(BIN / "ray"),
+                    "job",
+                    "submit",
+                    "--address",
+                    self.dashboard,
+                    "--working-dir",
+                    working_dir,
+                    "--",
+                    *entrypoint,
+                ],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=tempfile.gettempdir(),
+            )
+            if "No available agent" not in out.stderr or time.monotonic() > deadline:
+                return out
+            time.sleep(3)
+
+    def state(self, what: str) -> list[dict]:
+        """`ray list <what> --detail` of this cluster (its own token), as dicts."""
+        import json
+
+        out = self._ray(
+            "list", what, "--detail", "--format=json", "--limit=10000",
+            f"--address={self.dashboard}",
+        )  # fmt: skip
+        return json.loads(out.stdout)
 
     def _pids(self) -> list[int]:
         marks = [*self.temp_dirs, f":{self.gcs_port}"]

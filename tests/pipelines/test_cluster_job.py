@@ -63,19 +63,15 @@ def test_rounds_as_ray_jobs_on_two_nodes_with_s3_and_an_mlflow_server(
         assert store.fs.exists(f"checkpoints/{kind}/{version}/config.json"), version
 
     # where the work ran: every actor that needed a CPU ran on the worker node
-    from ray.util.state import list_actors, list_nodes
-
-    os.environ.setdefault("RAY_AUTH_TOKEN", cluster.env["RAY_AUTH_TOKEN"])
-    nodes = list_nodes(address=cluster.dashboard, detail=True)
-    worker_ids = {n.node_id for n in nodes if n.resources_total.get("worker")}
-    head_ids = {n.node_id for n in nodes if n.resources_total.get("head")}
+    nodes = cluster.state("nodes")
+    worker_ids = {n["node_id"] for n in nodes if n["resources_total"].get("worker")}
+    head_ids = {n["node_id"] for n in nodes if n["resources_total"].get("head")}
     assert len(worker_ids) == 1 and len(head_ids) == 1
-    actors = list_actors(address=cluster.dashboard, detail=True, limit=10_000)
-    placed = {}
-    for a in actors:
-        name = a.class_name
-        if any(k in name for k in ("Rollout", "Labeller", "TrainWorker", "RayTrainWorker")):
-            placed.setdefault(name, set()).add(a.node_id)
+    placed: dict[str, set[str]] = {}
+    for a in cluster.state("actors"):
+        name = a["class_name"]
+        if any(k in name for k in ("Rollout", "Labeller", "TrainWorker")):
+            placed.setdefault(name, set()).add(a["node_id"])
     assert any("Rollout" in n for n in placed) and any("Labeller" in n for n in placed), placed
     assert any("Train" in n for n in placed), placed
     for name, node_ids in placed.items():
