@@ -105,7 +105,7 @@ def quickstart_stage_timings(quick: bool, root: str) -> tuple[dict[str, float], 
     m = coordinator.run(round_=1)
     return _stage_seconds(m), (
         "quickstart stage timings: round 1 of the quickstart config made small here (1 task, "
-        "<= 60 steps, 4 rollouts, 40-step fits; the real quickstart's fits are 300-400 steps)"
+        "<= 60 steps, 4 rollouts, 40-step fits; the real quickstart fits 200 + 250 steps)"
     )
 
 
