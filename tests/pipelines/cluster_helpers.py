@@ -65,6 +65,19 @@ class LoopbackCluster:
         worker = tempfile.mkdtemp(prefix="rw-", dir="/tmp")
         cluster.temp_dirs = [head, worker]
         common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+
+        def own_ports() -> list[str]:
+            # Each node's agents get ports of their own: the defaults (e.g. the dashboard agent's
+            # 52365) are taken when another Ray runs on this machine (the suite's session
+            # cluster), and the head then answers every job with "No available agent".
+            return [
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}",
+                f"--metrics-export-port={free_port()}",
+                f"--ray-client-server-port={free_port()}",
+            ]
+
         try:
             # The head has no CPUs: every actor that needs one (rollouts, trainers, labeller)
             # must land on the worker node; only drivers and zero-CPU actors run on the head.
@@ -72,10 +85,12 @@ class LoopbackCluster:
                 "start", "--head", f"--port={cluster.gcs_port}",
                 f"--dashboard-port={cluster.dashboard_port}", "--dashboard-host=127.0.0.1",
                 "--num-cpus=0", f"--temp-dir={head}", "--resources={\"head\": 1}", *common,
+                *own_ports(),
             )  # fmt: skip
             cluster._ray(
                 "start", f"--address={cluster.address}", f"--num-cpus={worker_cpus}",
                 f"--temp-dir={worker}", "--resources={\"worker\": 1}", *common,
+                *own_ports(),
             )  # fmt: skip
         except Exception:
             cluster.stop()
