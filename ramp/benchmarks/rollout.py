@@ -21,8 +21,8 @@ round (--quick, which must stay under a minute).
 
 from __future__ import annotations
 
+import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ramp.benchmarks.cluster import private_ray
 from ramp.benchmarks.report import BenchResult
 
 TASK = "reach-v3"
@@ -168,7 +169,6 @@ def _plain(env: Any, policy: Any, episodes: int, max_steps: int) -> float:
 
 
 def run(quick: bool = False) -> BenchResult:
-    import ray
     import torch
 
     from ramp.actors.rollout import collect
@@ -178,13 +178,8 @@ def run(quick: bool = False) -> BenchResult:
     max_steps = 40 if quick else 60
     per_worker = 4 if quick else 8  # episodes per worker (and per plain measurement)
     root = tempfile.mkdtemp(prefix="ramp-bench-rollout-")
-    temp = tempfile.mkdtemp(prefix="ramp-ray-", dir="/tmp")
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(24)
-    from ray._raylet import Config
-
-    Config.initialize("")
+    cluster = contextlib.ExitStack()
+    ray_ = cluster.enter_context(private_ray())
     result = BenchResult("rollout")
     threads = torch.get_num_threads()
     try:
@@ -196,14 +191,7 @@ def run(quick: bool = False) -> BenchResult:
         torch.set_num_threads(1)  # what each worker uses (1 CPU each)
         policy = load_checkpoint(root, f"checkpoints/policy/{version}").eval()
         _plain(env, policy, 1, REPLAN)  # warm up
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            _temp_dir=temp,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-            logging_level="ERROR",
-        )
+        ray_.start()
         cases = [(1, 1), (2, 1)] + ([] if quick else [(1, 2)])  # (workers, envs per worker)
         for round_, (workers, envs) in enumerate(cases, start=1):
             plain = _plain(env, policy, per_worker, max_steps)
@@ -255,13 +243,7 @@ def run(quick: bool = False) -> BenchResult:
     finally:
         torch.set_num_threads(threads)
         try:
-            ray.shutdown()
+            cluster.close()  # ray.shutdown, the caller's auth settings back
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            shutil.rmtree(temp, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)
     return result

@@ -14,6 +14,7 @@ Targets (the issue): /v1/stream p50 overhead <= 5 ms; batching >= 2x the through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ramp.benchmarks.cluster import private_ray
 from ramp.benchmarks.report import BenchResult
 
 EMBODIMENT = "arm"
@@ -151,7 +153,6 @@ def _paired_single(makers: dict[str, Callable], local: Callable, repeats: int) -
 
 def run(quick: bool = False) -> BenchResult:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import ray
     import torch
 
     from ramp.deploy import app as A
@@ -162,25 +163,13 @@ def run(quick: bool = False) -> BenchResult:
     seconds = 1.5 if quick else 5.0
     repeats = 24 if quick else 120
     root = tempfile.mkdtemp(prefix="ramp-bench-serving-")
-    temp = tempfile.mkdtemp(prefix="ramp-ray-", dir="/tmp")
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(24)
-    from ray._raylet import Config
-
-    Config.initialize("")
+    cluster = contextlib.ExitStack()
+    ray_ = cluster.enter_context(private_ray())
     token = secrets.token_urlsafe(24)
     result = BenchResult("serving")
     try:
         version = _checkpoint(root)
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            _temp_dir=temp,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-            logging_level="ERROR",
-        )
+        ray_.start()
         import socket
 
         with socket.socket() as s:
@@ -295,13 +284,7 @@ def run(quick: bool = False) -> BenchResult:
         )
     finally:
         try:
-            ray.shutdown()
+            cluster.close()  # ray.shutdown, the caller's auth settings back
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            shutil.rmtree(temp, ignore_errors=True)
             shutil.rmtree(root, ignore_errors=True)
     return result
