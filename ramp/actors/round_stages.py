@@ -252,11 +252,16 @@ class RoundStages:
 
     def promote(self, m: RoundManifest) -> dict[str, Any]:
         ev = m.stages["evaluate"].result
-        success = ev.get("success", {}) if isinstance(ev, dict) else {}
+        evaluated = ev.get("policies", {}) if isinstance(ev, dict) else {}
+
+        def outcomes(label: str) -> list[dict[str, Any]]:  # [{task, seed, success, ...}]
+            return list((evaluated.get(label) or {}).get("outcomes") or [])
+
         verdict = m.stages["label"].result.get("verdict", {})
         decision = decide(
-            success.get("candidate"),
-            success.get("production") if m.versions.production_before else None,
+            outcomes("candidate") or None,
+            outcomes("production") if m.versions.production_before else None,
+            level=self.cfg.envs.evaluation.test_level,
             margin=self.cfg.envs.evaluation.margin,
             collapsed=bool(verdict.get("collapsed", False)),
             collapse_veto=self.cfg.envs.evaluation.collapse_veto,

@@ -269,11 +269,11 @@ class EvalResult:
     """Every policy on the same seeded episodes (ramp.actors.rollout.evaluate)."""
 
     round: int
-    success: dict[str, float]  # label -> success rate over all its episodes (the gate's input)
+    success: dict[str, float]  # label -> success rate over all its episodes
     per_task: dict[str, dict[str, float]]  # label -> task -> success rate
     versions: dict[str, str]  # label -> the policy version evaluated
     seeds: dict[str, list[int]]  # task -> seeds, identical for every policy
-    policies: dict[str, PolicyEvaluation]  # label -> details, outcomes per (task, seed)
+    policies: dict[str, PolicyEvaluation]  # label -> details (the gate pairs the outcomes)
     wall_s: float
     setup_s: float
     retried: list[str] = field(default_factory=list)

@@ -212,11 +212,20 @@ class EvaluationConfig(StrictModel):
     seed: int = Field(
         default=1_000_000, ge=0, description="seeds seed .. seed+N-1 (never rollout seeds)"
     )
+    test_level: float = Field(
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="one-sided significance level of the gate's exact McNemar test on the "
+        "paired (task, seed) episodes: promote only when p < test_level (intervals are reported "
+        "at 1 - 2 * test_level)",
+    )
     margin: float = Field(
         default=0.0,
-        ge=-1,
-        le=1,
-        description="promote when candidate success >= production success + margin",
+        ge=0,
+        lt=1,
+        description="also require the paired difference candidate - production success rate to "
+        "exceed margin",
     )
     collapse_veto: bool = Field(
         default=True, description="never promote a candidate trained on collapsed advantages"

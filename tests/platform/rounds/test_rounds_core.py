@@ -1,4 +1,5 @@
-"""The round's pure core: manifest round trip and resume order, the store lease, the gate."""
+"""The round's pure core: manifest round trip and resume order, the store lease (the gate:
+test_gate.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 
 from ramp.platform.episodes.fs import StoreFS
 from ramp.platform.rounds import history
-from ramp.platform.rounds.gate import decide
 from ramp.platform.rounds.lock import RoundLease, RoundLockedError, lock_path
 from ramp.platform.rounds.manifest import (
     ManifestError,
@@ -86,29 +86,6 @@ def test_a_stale_lease_is_taken_over_and_a_live_one_is_renewed(fs):
         first = json.loads(fs.read_text(lock_path(4)))["renewed_at"]
         time.sleep(0.3)
         assert json.loads(fs.read_text(lock_path(4)))["renewed_at"] > first  # renewed
-
-
-@pytest.mark.parametrize(
-    ("cand", "prod", "margin", "collapsed", "promote"),
-    [
-        (0.5, None, 0.0, False, True),  # first policy
-        (0.6, 0.5, 0.0, False, True),
-        (0.5, 0.5, 0.0, False, True),  # ties promote with margin 0
-        (0.5, 0.5, 0.05, False, False),
-        (0.4, 0.5, -0.2, False, True),  # a tolerant gate
-        (0.9, 0.5, 0.0, True, False),  # collapse veto
-    ],
-)
-def test_gate(cand, prod, margin, collapsed, promote):
-    d = decide(cand, prod, margin=margin, collapsed=collapsed, collapse_veto=True)
-    assert d.promote is promote, d.reason
-    if collapsed:
-        assert "collapse" in d.reason
-
-
-def test_collapse_without_veto_still_compares():
-    d = decide(0.9, 0.5, margin=0.0, collapsed=True, collapse_veto=False)
-    assert d.promote
 
 
 def test_history_production_and_start_checkpoints(fs):
