@@ -207,20 +207,32 @@ def evaluate(
     *,
     round_: int,
     policies: dict[str, str],
-    world_model: str | None = None,
+    world_model: str | dict[str, str | None] | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
-    """Every policy (label -> version) on the same seeded episodes; no human, nothing stored."""
+    """Every policy (label -> version) on the same seeded episodes; no human, nothing stored.
+
+    ``world_model``: in "standard" inference mode the world model each policy acts with, one for
+    all or per label (a policy acts with the world model it was trained with: another one's z
+    means nothing to it)."""
     t0 = time.perf_counter()
     r = cfg.envs.rollout
     refs = {label: _ref(cfg, "policy", v) for label, v in policies.items()}
-    wref = _ref(cfg, "world-model", world_model) if r.inference_mode == "standard" else None
+    per_label = (
+        world_model if isinstance(world_model, dict) else dict.fromkeys(policies, world_model)
+    )
+    wrefs = {
+        label: _ref(cfg, "world-model", per_label.get(label))
+        if r.inference_mode == "standard"
+        else None
+        for label in refs
+    }
     calls = []
     for label, ref in refs.items():
-        kwargs = dict(policy=ref, world_model=wref, round_=round_, evaluation=True)
+        kwargs = dict(policy=ref, world_model=wrefs[label], round_=round_, evaluation=True)
         jobs = evaluation_jobs(cfg, label)
         calls += [_Call(c, kwargs) for c in plan_calls(jobs, r.envs_per_worker, r.num_workers)]
-    preload = list(dict.fromkeys((ref, wref) for ref in refs.values()))
+    preload = list(dict.fromkeys((ref, wrefs[label]) for label, ref in refs.items()))
     outcomes, attempts, setup_s = _dispatch(cfg, calls, preload, None, progress)
     if attempts.failed:
         raise RolloutError(

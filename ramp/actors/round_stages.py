@@ -178,6 +178,12 @@ class RoundStages:
         for eid, why in res.unreadable.items():
             m.excluded[eid] = why
         verdict = res.collapse
+        report = res.value_report
+        overall = report.to_json()["overall"] if report else {}
+        for line in report.table().splitlines() if report else ():
+            self.say(f"  {line}")
+        for line in res.separation.lines() if res.separation else ():
+            self.say(f"  {line}")
         if verdict.collapsed:
             self.say(f"  ADVANTAGE COLLAPSE ALARM: {verdict.reason}")
         plots = {
@@ -202,6 +208,12 @@ class RoundStages:
             "metrics": res.metrics,
             "positive_fraction": res.metrics.get("adv/pos_frac"),
             "value_kendall_tau": res.metrics.get("value/kendall_tau"),
+            # rl.value_report: values on the episodes the world model never trained on, next to
+            # the time-only baseline (None when the held-out split is off or too small)
+            "value_report": report.to_json() if report else None,
+            "value_tau_heldout": overall.get("tau_wm"),
+            "value_tau_time_baseline": overall.get("tau_time"),
+            "separation": res.separation.to_json() if res.separation else None,
             "verdict": {
                 "collapsed": verdict.collapsed,
                 "reasons": list(verdict.reasons),
@@ -239,13 +251,15 @@ class RoundStages:
         from ramp.actors.rollout import evaluate
 
         policies = {"candidate": m.versions.policy}
+        world_models = {"candidate": m.versions.world_model}
         if m.versions.production_before:
             policies["production"] = m.versions.production_before
+            world_models["production"] = history.production(self.fs, m.round)[1]
         res = evaluate(
             self.cfg,
             round_=m.round,
             policies=policies,
-            world_model=m.versions.world_model,
+            world_model=world_models,
             progress=self._bar("episodes"),
         )
         return _plain(res)

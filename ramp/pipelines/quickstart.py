@@ -21,6 +21,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--rounds", type=int, default=2, help="continual rounds after round 0 (2)")
     p.add_argument(
+        "--report-episodes",
+        type=int,
+        default=15,
+        help="closing comparison: episodes per task for round 0's policy and the final one (15)",
+    )
+    p.add_argument(
+        "--report-seed",
+        type=int,
+        default=2_000_000,
+        help="first seed of the closing comparison, never the gate's seeds (2000000)",
+    )
+    p.add_argument(
         "--keep-serving",
         action="store_true",
         help="stay up at the end (endpoint + Ray dashboard) until Ctrl-C",
@@ -80,7 +92,7 @@ def _probe_endpoint(cfg: Any) -> str:
 def closing_table(manifests: list[Any]) -> str:
     head = (
         f"{'round':>5} {'episodes':>8} {'new':>5} {'human%':>6} {'pos.frac':>8} {'tau':>6} "
-        f"{'cand.succ':>9} {'prod.succ':>9} {'gate':>8} {'minutes':>7}  policy"
+        f"{'cand.succ':>9} {'prod.succ':>9} {'p':>7} {'gate':>8} {'minutes':>7}  policy"
     )
     rows = [head, "-" * len(head)]
     for m in manifests:
@@ -101,10 +113,117 @@ def closing_table(manifests: list[Any]) -> str:
             f"{f(None if human is None else 100 * human, '6.1f')} "
             f"{f(lab.get('positive_fraction'), '8.3f')} {f(lab.get('value_kendall_tau'), '6.2f')} "
             f"{f(ev.get('candidate'), '9.2f')} {f(ev.get('production'), '9.2f')} "
+            f"{f(gate.get('p_value'), '7.3f')} "
             f"{('promote' if gate.get('promote') else 'keep'):>8} {minutes:>7.1f}  "
             f"{m.versions.production}"
         )
     return "\n".join(rows)
+
+
+def closing_comparison(
+    cfg: Any, manifests: list[Any], episodes: int, seed: int, say: Any
+) -> dict[str, Any]:
+    """Round 0's policy and the final production policy on the same fresh seeds (never the gate's,
+    so a promotion that won on the gate's seeds by luck is not counted twice), each with the
+    world model it was promoted with; the paired difference with its 95% interval."""
+    from ramp.actors.rollout import evaluate
+    from ramp.platform.envs.collect import evaluation_jobs
+    from ramp.platform.stats import paired_comparison
+
+    first, last = manifests[0].versions, manifests[-1].versions
+    policies = {"round0": first.production, "final": last.production}
+    world_models = {"round0": first.production_world_model, "final": last.production_world_model}
+    if None in policies.values():
+        return {"skipped": "no policy in production"}
+    rcfg = cfg.model_copy(deep=True)
+    rcfg.envs.evaluation.seed = seed
+    rcfg.envs.evaluation.episodes_per_task = episodes
+    same = policies["round0"] == policies["final"]
+    labels = ["final"] if same else ["round0", "final"]
+    say(
+        f"closing comparison: {', '.join(policies[x] for x in labels)} on "
+        f"{len(evaluation_jobs(rcfg, 'final'))} fresh seeded episodes"
+    )
+    res = evaluate(
+        rcfg,
+        round_=manifests[-1].round,
+        policies={x: policies[x] for x in labels},
+        world_model={x: world_models[x] for x in labels},
+    )
+    outs = {x: sorted(res.policies[x].outcomes, key=lambda o: (o.task, o.seed)) for x in labels}
+    if same:
+        outs["round0"] = outs["final"]
+    cmp = paired_comparison(
+        [o.success for o in outs["final"]], [o.success for o in outs["round0"]], level=0.95
+    )
+    return {
+        "seeds": [seed, seed + episodes - 1],
+        "episodes_per_policy": cmp.n,
+        "round0": {
+            "policy": policies["round0"],
+            "success": cmp.production_rate,
+            "interval": list(cmp.production_interval),
+        },
+        "final": {
+            "policy": policies["final"],
+            "success": cmp.candidate_rate,
+            "interval": list(cmp.candidate_interval),
+        },
+        "difference": cmp.difference,
+        "interval": list(cmp.interval),
+        "p_value": cmp.p_value,
+        "test": cmp.test,
+        "interval_method": cmp.interval_method,
+        "per_task": {
+            t: {
+                x: sum(o.success for o in outs[x] if o.task == t)
+                / max(1, sum(o.task == t for o in outs[x]))
+                for x in ("round0", "final")
+            }
+            for t in sorted({o.task for o in outs["final"]})
+        },
+    }
+
+
+def round_summary(m: Any) -> dict[str, Any]:
+    """One row of quickstart-summary.json from a finished round's manifest."""
+    st = m.stages
+    gate = st["promote"].result.get("gate", {})
+    lab = st["label"].result
+    promoted = bool(gate.get("promote"))
+    cand, prod = gate.get("candidate_success"), gate.get("production_success")
+    cand_iv, prod_iv = gate.get("candidate_interval"), gate.get("production_interval")
+    return {
+        "round": m.round,
+        "production": m.versions.production,
+        "production_success": cand if promoted or prod is None else prod,
+        "production_interval": cand_iv if promoted or prod is None else prod_iv,
+        "candidate_success": cand,
+        "decision": "promote" if promoted else "keep",
+        "reason": gate.get("reason"),
+        "p_value": gate.get("p_value"),
+        "value_tau_heldout": lab.get("value_tau_heldout"),
+        "value_tau_time_baseline": lab.get("value_tau_time_baseline"),
+        "positive_fraction": lab.get("positive_fraction"),
+        "episodes_per_policy": gate.get("n"),
+        "minutes": sum(r.wall_s or 0 for r in st.values()) / 60,
+    }
+
+
+def write_summary(cfg: Any, manifests: list[Any], final: dict[str, Any]) -> str:
+    """``<store root>/quickstart-summary.json`` (format_version 1): the closing table as data."""
+    import json
+
+    from ramp.platform.episodes import EpisodeStore
+
+    body = {
+        "format_version": 1,
+        "rounds": [round_summary(m) for m in manifests],
+        "final_vs_round0": final,
+    }
+    fs = EpisodeStore.from_config(cfg).fs
+    fs.write_atomic("quickstart-summary.json", (json.dumps(body, indent=1) + "\n").encode())
+    return fs.full("quickstart-summary.json")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -138,14 +257,25 @@ def run_cli(args: argparse.Namespace) -> int:
         if m is None or m.status != "done":
             m = coordinator.run(round_=r)
         done.append(m)
+    final = closing_comparison(cfg, done, args.report_episodes, args.report_seed, say)
+    summary = write_summary(cfg, done, final)
     probe = _probe_endpoint(cfg) if cfg.round.deploy != "never" else "not deployed (round.deploy)"
     from ramp.platform.tracking.uri import tracking_uri
 
     print()
     print(closing_table(done))
+    if "difference" in final:
+        r0, fin = final["round0"], final["final"]
+        lo, hi = final["interval"]
+        print(
+            f"\nfinal vs round 0 on {final['episodes_per_policy']} fresh paired episodes: "
+            f"{fin['success']:.2f} vs {r0['success']:.2f}, difference {final['difference']:+.2f} "
+            f"[{lo:+.2f}, {hi:+.2f}] (95%), one-sided McNemar p={final['p_value']:.3g}"
+        )
     print()
     print(f"served policy     http://{cfg.serve.host}:{cfg.serve.port}  ({probe})")
     print(f"store             {cfg.store.root}")
+    print(f"summary           {summary}")
     mlflow_uri = tracking_uri(cfg.tracking, cfg.store.root)
     print(f"MLflow            {mlflow_uri}  ->  `ramp dashboard --config {args.config}`")
     print(

@@ -307,6 +307,12 @@ class WorldModelConfig(StrictModel):
     predict_steps: int = Field(
         default=1, ge=1, description="denoising steps of predict() (the paper: one, at policy time)"
     )
+    predict_noise: Literal["sample", "zero"] = Field(
+        default="sample",
+        description="where predict() starts: sample = a Gaussian draw (the paper; the value then "
+        "carries the draw's noise), zero = the noise's mean, so one step gives the model's "
+        "estimate of E[s | observation] and the value (and z) are deterministic",
+    )
     token_pool: int = Field(
         default=1,
         ge=1,

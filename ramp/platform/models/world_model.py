@@ -16,8 +16,9 @@ high noise nothing else tells frame k from frame k'), as Wan-I2V conditions by c
 concatenation (``in_channels`` widened, nothing else changed), and the
 instruction through its cross-attention (a T5/UMT5 encoder). Trained with PAPER.md's loss
 ``|| W(s^tau, eps) - (s - eps) ||^2``, ``s^tau = tau s + (1 - tau) eps``, tau ~ U(0, 1).
-``predict(obs)`` integrates from noise in ``predict_steps`` Euler steps (one, at policy time) and
-returns the future-state tokens (2x2 patches of s, the policy's z), the value and the proprio.
+``predict(obs)`` integrates from noise (``predict_noise``: a draw, or its mean zero for a
+deterministic readout) in ``predict_steps`` Euler steps (one, at policy time) and returns the
+future-state tokens (2x2 patches of s, the policy's z), the value and the proprio.
 
 ``value_predictor`` selects the paper's comparison: "state_value" (above), "value_only" (s is one
 frame of Psi(v) alone) or "vlm" (value_head.py; no DiT, no future state).
@@ -329,7 +330,10 @@ class WorldModel(nn.Module):
             return WorldModelPrediction(None, self._vlm_value(obs, idx), None, None)
         cond, text, _ = self._condition(obs, idx)
         shape = (b, self.cfg.state_channels, *cond.shape[2:])
-        noise = torch.randn(shape, generator=generator).to(self.device)
+        if self.cfg.predict_noise == "zero":
+            noise = torch.zeros(shape, device=self.device)
+        else:
+            noise = torch.randn(shape, generator=generator).to(self.device)
 
         def velocity(x: Tensor, sigma: Tensor) -> Tensor:
             return -self._w(x, sigma, cond, text)  # W estimates s - eps = -(eps - s)

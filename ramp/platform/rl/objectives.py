@@ -67,10 +67,12 @@ class Objective(Protocol):
 
 
 def _batch_size(batch: Mapping[str, Tensor]) -> tuple[int, torch.device]:
-    for key in (VALUE, INDICATOR, ADVANTAGE, WM_TOKENS):
+    for key in (VALUE, INDICATOR, ADVANTAGE, WM_TOKENS, "actions"):
         if key in batch:
             return int(batch[key].shape[0]), batch[key].device
-    raise KeyError(f"batch needs at least one of {VALUE!r}, {INDICATOR!r}, {ADVANTAGE!r}")
+    raise KeyError(
+        f"batch needs at least one of {VALUE!r}, {INDICATOR!r}, {ADVANTAGE!r}, 'actions'"
+    )
 
 
 def _keep(p_drop: float, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
@@ -91,6 +93,41 @@ def _require(batch: Mapping[str, Tensor], key: str, who: str) -> Tensor:
 def _mean_where(x: Tensor, mask: Tensor) -> float:
     n = int(mask.sum())
     return float((x.detach() * mask).sum() / n) if n else float("nan")
+
+
+TERM_NAMES = ("flow", "action_tokens", "trajectory", "subgoal")
+
+
+def per_sample_loss(
+    policy: PolicyLoss, batch: Mapping[str, Tensor], cond: Conditioning, metrics: dict[str, float]
+) -> Tensor:
+    """``policy.loss``, with the mean of each term the policy reports (flow, action tokens,
+    trajectory, subgoal) added to ``metrics`` as ``loss/<term>``: the total alone hides which
+    term moves (the action-token cross-entropy is several times the flow loss)."""
+    terms_fn = getattr(policy, "loss_terms", None)
+    if terms_fn is None:
+        return policy.loss(batch, cond)
+    terms = terms_fn(batch, cond)
+    for name in TERM_NAMES:
+        if name not in terms:
+            continue
+        present = terms.get(f"{name}_present")
+        value = terms[name].detach()
+        metrics[f"loss/{name}"] = (
+            _mean_where(value, present.bool()) if present is not None else float(value.mean())
+        )
+    return terms["loss"]
+
+
+def inference_share(c: Conditioning, indicator: Tensor) -> dict[str, float]:
+    """Shares of samples conditioned as inference conditions (I present and 1; z present in
+    "standard" mode, masked in "efficient" mode): a policy never trained on the conditioning it
+    acts with has not learned what I = 1 means there."""
+    positive = c.indicator_mask & (indicator > 0.5)
+    return {
+        "mask/like_standard": float((positive & c.z_mask).float().mean()),
+        "mask/like_efficient": float((positive & ~c.z_mask).float().mean()),
+    }
 
 
 @dataclass(frozen=True)
@@ -130,24 +167,27 @@ class IndicatorConditioned:
         if self.estimator == "one_pass":
             q = (1.0 + self.alpha * self.indicator_dropout) / (1.0 + self.alpha)
             c = cond(_keep(q, n, generator, device))
-            per = policy.loss(batch, c)
+            per = per_sample_loss(policy, batch, c, metrics)
             loss = (1.0 + self.alpha) * per.mean()
             metrics["loss/indicator_present"] = _mean_where(per, c.indicator_mask)
             metrics["loss/indicator_masked"] = _mean_where(per, ~c.indicator_mask)
             masks = [c]
         else:
             c_u = cond(torch.zeros(n, dtype=torch.bool, device=device))
-            per_u = policy.loss(batch, c_u)
+            per_u = per_sample_loss(policy, batch, c_u, metrics)
             loss = per_u.mean()
             metrics["loss/indicator_masked"] = float(per_u.detach().mean())
             masks = [c_u]
             if self.alpha > 0:
                 c_c = cond(_keep(self.indicator_dropout, n, generator, device))
-                per_c = policy.loss(batch, c_c)
+                per_c = per_sample_loss(policy, batch, c_c, {})
                 loss = loss + self.alpha * per_c.mean()
                 metrics["loss/indicator_conditioned"] = float(per_c.detach().mean())
                 masks.append(c_c)
         metrics["loss"] = float(loss.detach())
+        shares = [inference_share(c, indicator) for c in masks]
+        for key in shares[0]:
+            metrics[key] = sum(sh[key] for sh in shares) / len(shares)
         metrics["mask/indicator_dropped"] = float(
             sum(float((~c.indicator_mask).float().mean()) for c in masks) / len(masks)
         )
@@ -180,12 +220,14 @@ class AdvantageWeighted:
         advantage = _require(batch, ADVANTAGE, self.name)
         n, device = _batch_size(batch)
         w = self.weights(advantage).detach()
-        per = policy.loss(batch, Conditioning.unconditional(n, device))
+        metrics: dict[str, float] = {}
+        per = per_sample_loss(policy, batch, Conditioning.unconditional(n, device), metrics)
         loss = (w * per).mean()
         clipped = advantage.to(torch.float32) / self.beta >= math.log(self.weight_clip)
         return ObjectiveOutput(
             loss,
             {
+                **metrics,
                 "loss": float(loss.detach()),
                 "awr/weight_mean": float(w.mean()),
                 "awr/weight_max": float(w.max()),
@@ -207,8 +249,9 @@ class BehaviourCloning:
         generator: torch.Generator | None = None,
     ) -> ObjectiveOutput:
         n, device = _batch_size(batch)
-        loss = policy.loss(batch, Conditioning.unconditional(n, device)).mean()
-        return ObjectiveOutput(loss, {"loss": float(loss.detach())})
+        metrics: dict[str, float] = {}
+        loss = per_sample_loss(policy, batch, Conditioning.unconditional(n, device), metrics).mean()
+        return ObjectiveOutput(loss, {**metrics, "loss": float(loss.detach())})
 
 
 def _ramp(cfg: ObjectiveConfig, stage: Stage) -> Objective:
