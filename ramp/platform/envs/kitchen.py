@@ -22,7 +22,7 @@ from ramp.platform.envs.rendering import FastRenderer, FreeCamera
 from ramp.platform.envs.settings import EnvConfig
 from ramp.platform.envs.suites import KITCHEN_SUBTASKS, SUITES
 
-DEFAULT_MAX_STEPS = 500
+DEFAULT_MAX_STEPS = SUITES["franka-kitchen"].max_steps
 OVERVIEW = FreeCamera(distance=2.2, azimuth=70.0, elevation=-35.0, lookat=(-0.2, 0.5, 2.0))
 
 SUBTASK_INSTRUCTIONS = {

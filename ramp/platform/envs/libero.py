@@ -26,16 +26,11 @@ import numpy as np
 from ramp.platform.envs.core import EnvSpec, Observation, SimEnv
 from ramp.platform.envs.rendering import FastRenderer
 from ramp.platform.envs.settings import EnvConfig
-from ramp.platform.envs.suites import SUITES
+from ramp.platform.envs.suites import LIBERO_MAX_STEPS, SUITES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_STEPS = {
-    "libero_10": 520,
-    "libero_spatial": 220,
-    "libero_object": 280,
-    "libero_goal": 300,
-}
+DEFAULT_MAX_STEPS = LIBERO_MAX_STEPS  # one table: suites.py (static, read by rl.rewards too)
 PROPRIO = ("eef_x", "eef_y", "eef_z", "eef_ax", "eef_ay", "eef_az", "gripper_l", "gripper_r")
 JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 ACTION_NAMES = ("dx", "dy", "dz", "drx", "dry", "drz", "gripper")

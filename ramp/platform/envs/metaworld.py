@@ -27,7 +27,7 @@ from ramp.platform.envs.suites import SUITES
 # the env clips, as intended, so the warning carries no information for ramp's users.
 warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
 
-DEFAULT_MAX_STEPS = 500  # MetaWorld's own max_path_length
+DEFAULT_MAX_STEPS = SUITES["metaworld"].max_steps  # MetaWorld's own max_path_length
 
 INSTRUCTIONS = {
     "reach-v3": "reach the goal position",

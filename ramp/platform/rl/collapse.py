@@ -197,13 +197,67 @@ def _tasks_in(metrics: dict[str, float]) -> list[str]:
     return [k[len(head) : -len(tail)] for k in metrics if k.startswith(head) and k.endswith(tail)]
 
 
+HELDOUT = "value/heldout"
+
+
+def _value_reasons_heldout(
+    metrics: dict[str, float], cfg: CollapseConfig
+) -> tuple[list[str], list[str]]:
+    """(reasons, scopes) of the value checks on the held-out report (``rl.value_report``):
+    the world model against the time-only baseline on episodes it never trained on."""
+    reasons: list[str] = []
+    scopes: list[str] = []
+    head, tail = f"{HELDOUT}/task/", "/episodes"
+    tasks = [k[len(head) : -len(tail)] for k in metrics if k.startswith(head) and k.endswith(tail)]
+    todo = [("all", "the held-out steps", HELDOUT)]
+    for task in tasks:
+        p = f"{HELDOUT}/task/{task}"
+        if f"{p}/kendall_tau" in metrics and metrics[f"{p}/steps"] >= cfg.min_heldout_steps:
+            todo.append((f"task {task!r}", f"held-out steps of {task}", p))
+    for scope, what, p in todo:
+        tau = metrics.get(f"{p}/kendall_tau")
+        if tau is None:  # n/a (too few held-out episodes): reported, not checked
+            continue
+        scopes.append(f"{scope} (held-out)")
+        base_tau = metrics.get(f"{p}/time_baseline/kendall_tau", math.nan)
+        fix = "train it longer (training.world_model.steps), check rl.reward.t_max, or add data"
+        if not math.isnan(tau) and not math.isnan(base_tau) and tau < base_tau + cfg.min_tau_margin:
+            margin = f" + margin {cfg.min_tau_margin:g}" if cfg.min_tau_margin else ""
+            reasons.append(
+                f"{scope}: the world model ranks {what} no better than the step index "
+                f"(Kendall tau {tau:.2f} vs {base_tau:.2f}{margin}): {fix}"
+            )
+        if not math.isnan(tau) and tau < cfg.min_kendall_tau:
+            reasons.append(
+                f"{scope}: held-out value-vs-return Kendall tau {tau:.3f} < min_kendall_tau "
+                f"{cfg.min_kendall_tau:g}: the world model's values do not rank steps: {fix}"
+            )
+        mae = metrics.get(f"{p}/mae", math.nan)
+        base_mae = metrics.get(f"{p}/time_baseline/mae", math.nan)
+        if not math.isnan(mae) and not math.isnan(base_mae) and mae > base_mae * cfg.max_mae_ratio:
+            ratio = f"{cfg.max_mae_ratio:g} x " if cfg.max_mae_ratio != 1 else ""
+            reasons.append(
+                f"{scope}: the world model's values of {what} are further from the returns than "
+                f"the step index's (MAE {mae:.3f} > {ratio}{base_mae:.3f}): {fix}"
+            )
+    return reasons, scopes
+
+
 def collapse_check(metrics: dict[str, float], cfg: CollapseConfig) -> CollapseVerdict:
     """Check the metrics of ``collapse_metrics`` against ``rl.collapse``; every failure is a reason.
 
-    Overall figures are always checked; a task only when it has at least ``min_task_steps``
-    steps (a handful of steps says nothing about collapse).
+    Advantage checks (small_frac, std, pos_frac): overall figures always; a task only when it has
+    at least ``min_task_steps`` steps (a handful of steps says nothing about collapse).
+
+    Value checks: with a held-out report in ``metrics`` (``value/heldout/...`` from
+    ``rl.value_report``), on the held-out episodes against the time-only baseline (tau below the
+    baseline's + ``min_tau_margin`` or below ``min_kendall_tau``; MAE above the baseline's times
+    ``max_mae_ratio``), overall and per task with ``min_heldout_steps`` held-out steps, so that a
+    world model cannot pass by memorising its training episodes. Without one (holdout_fraction
+    0), the in-sample figures against ``min_kendall_tau`` and ``max_value_mae``, as before.
     """
     reasons: list[str] = []
+    heldout = f"{HELDOUT}/episodes" in metrics
     scopes = [("all", "adv", "value")]
     for task in _tasks_in(metrics):
         if metrics[f"adv/task/{task}/steps"] >= cfg.min_task_steps:
@@ -224,13 +278,22 @@ def collapse_check(metrics: dict[str, float], cfg: CollapseConfig) -> CollapseVe
                 f"{scope}: positive fraction {pos:.3f} outside [{cfg.min_positive_fraction:g}, "
                 f"{cfg.max_positive_fraction:g}]"
             )
+        if heldout:
+            continue
         tau = metrics.get(f"{val}/kendall_tau")
         if tau is not None and not math.isnan(tau) and tau < cfg.min_kendall_tau:
             reasons.append(
                 f"{scope}: value-vs-return Kendall tau {tau:.3f} < min_kendall_tau "
-                f"{cfg.min_kendall_tau:g}: the world model's values do not rank steps"
+                f"{cfg.min_kendall_tau:g} (in-sample): the world model's values do not rank steps"
             )
         mae = metrics.get(f"{val}/mae")
         if mae is not None and mae > cfg.max_value_mae:
-            reasons.append(f"{scope}: value MAE {mae:.3f} > max_value_mae {cfg.max_value_mae:g}")
-    return CollapseVerdict(bool(reasons), reasons, [s for s, _, _ in scopes])
+            reasons.append(
+                f"{scope}: value MAE {mae:.3f} > max_value_mae {cfg.max_value_mae:g} (in-sample)"
+            )
+    checked = [s for s, _, _ in scopes]
+    if heldout:
+        value_reasons, value_scopes = _value_reasons_heldout(metrics, cfg)
+        reasons += value_reasons
+        checked += value_scopes
+    return CollapseVerdict(bool(reasons), reasons, checked)

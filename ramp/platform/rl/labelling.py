@@ -7,6 +7,7 @@ module; this file only fixes the order and what is handed on, so the labeller ac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,9 +42,11 @@ def label_steps(
     cfg: RLConfig,
     stored_rewards: np.ndarray | None = None,
     previous: Thresholds | None = None,
+    env_t_max: Mapping[str, int] | None = None,
 ) -> Labels:
-    """Labels of flat per-step arrays; ``previous`` thresholds are kept for the tasks they know."""
-    reward, scale = episode_rewards(episodes, cfg.reward, stored_rewards)
+    """Labels of flat per-step arrays; ``previous`` thresholds are kept for the tasks they know;
+    ``env_t_max`` is the default T_max per task (``rl.rewards.env_t_max(cfg)``)."""
+    reward, scale = episode_rewards(episodes, cfg.reward, stored_rewards, env_t_max)
     returns = discounted_returns(reward, episodes.offsets, cfg.advantage.gamma)
     adv = advantages(reward, values, episodes.offsets, cfg.advantage)
     indicator, thresholds = label_indicator(adv, episodes, human, cfg.threshold, previous)
@@ -51,10 +54,14 @@ def label_steps(
 
 
 def label_table(
-    table: pa.Table, values: np.ndarray, cfg: RLConfig, previous: Thresholds | None = None
+    table: pa.Table,
+    values: np.ndarray,
+    cfg: RLConfig,
+    previous: Thresholds | None = None,
+    env_t_max: Mapping[str, int] | None = None,
 ) -> Labels:
     """Labels of an episode table (rows contiguous per episode, in step order)."""
     episodes = episodes_from_table(table)
     human = column_bool(table, "intervention") if "intervention" in table.column_names else None
     stored = column_float32(table, "reward") if cfg.reward.source == "column" else None
-    return label_steps(episodes, values, human, cfg, stored, previous)
+    return label_steps(episodes, values, human, cfg, stored, previous, env_t_max)

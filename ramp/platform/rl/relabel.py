@@ -14,7 +14,10 @@ What the labeller does after (or around) world-model inference, with no Ray in i
 4. ``finish(valued)`` runs the RL core once over the concatenation of ALL the ids
    (``rl.labelling.label_table``: rewards, returns, n-step advantages, per-task thresholds fitted
    over every step, the indicator), writes sidecars for the ``todo`` episodes only, and returns
-   a ``LabelResult`` with the numbers the coordinator logs and small plot data.
+   a ``LabelResult`` with the numbers the coordinator logs and small plot data, the value report
+   (``rl.value_report``: the values on the episodes the world-model fit held out, against the
+   time-only and outcome-oracle baselines) and the P(I=1) separation; the collapse verdict's value
+   checks use the held-out figures.
 
 Why thresholds over all ids even when most episodes are skipped: values are deterministic per
 episode (``rl.values``), so a pass re-run after a crash fits exactly the thresholds of the pass
@@ -50,6 +53,14 @@ from ramp.platform.rl.collapse import CollapseVerdict, collapse_check, collapse_
 from ramp.platform.rl.interventions import InterventionReport, clean_steps
 from ramp.platform.rl.labelling import Labels, label_table
 from ramp.platform.rl.layout import Episodes, column_bool, column_matrix, episodes_from_table
+from ramp.platform.rl.rewards import env_t_max
+from ramp.platform.rl.value_report import (
+    IndicatorSeparation,
+    ValueReport,
+    heldout_mask,
+    indicator_separation,
+    value_report,
+)
 
 IO_THREADS = 8  # parallel file reads and writes: the pass is I/O bound on S3, not CPU bound
 ADVANTAGE_SAMPLES = 5000  # advantages kept per task for the histogram
@@ -110,6 +121,10 @@ class LabelResult:
     plots: LabelPlots
     wall_s: float  # the whole pass
     values_wall_s: float  # world-model inference of the labelled episodes (summed over actors)
+    # values vs returns on the episodes the world model never trained on, next to the time-only
+    # and outcome-oracle baselines (rl.value_report); None when holdout_fraction is 0
+    value_report: ValueReport | None = None
+    separation: IndicatorSeparation | None = None  # P(I=1) by outcome and by position
 
 
 def step_columns(cfg: RampConfig) -> list[str]:
@@ -209,7 +224,7 @@ class LabelPass:
                 )
         table = pa.concat_tables([self.tables[e] for e in ids], promote_options="default")
         values = np.concatenate([values_by_id[e] for e in ids])
-        labels = label_table(table, values, self.cfg.rl)
+        labels = label_table(table, values, self.cfg.rl, env_t_max=env_t_max(self.cfg))
         episodes = episodes_from_table(table)
         if list(episodes.episode_ids) != ids:  # rows are concatenated in id order
             raise AssertionError("episode order changed while labelling")
@@ -220,15 +235,34 @@ class LabelPass:
         actions = column_matrix(table, "action") if "action" in step_columns(self.cfg) else None
         human = column_bool(table, "intervention")
         cleaned = clean_steps(human, episodes.offsets, icfg, actions)
+        ccfg = self.cfg.rl.collapse
         metrics = collapse_metrics(
-            labels.advantage,
-            labels.indicator,
-            episodes,
-            self.cfg.rl.collapse,
-            values,
-            labels.returns,
+            labels.advantage, labels.indicator, episodes, ccfg, values, labels.returns
         )
-        verdict = collapse_check(metrics, self.cfg.rl.collapse)
+        fraction = self.cfg.training.world_model.holdout_fraction
+        report = None
+        if fraction > 0:  # the episodes the world-model fit left out (training.fit)
+            report = value_report(
+                episodes,
+                values,
+                labels.returns,
+                heldout_mask(ids, fraction),
+                holdout_fraction=fraction,
+                tau_max_samples=ccfg.tau_max_samples,
+                seed=ccfg.seed,
+            )
+            metrics.update(report.metrics())
+        separation = indicator_separation(
+            episodes,
+            labels.indicator,
+            human,
+            n_steps=self.cfg.rl.advantage.n_steps
+            if self.cfg.rl.advantage.mode == "n_step"
+            else None,
+            exclude_human=self.cfg.rl.threshold.force_human_positive,
+        )
+        metrics.update(separation.metrics())
+        verdict = collapse_check(metrics, ccfg)
         wall = time.perf_counter() - self.started
         metrics.update(labels.metrics())
         metrics.update(cleaned.report.metrics())
@@ -263,6 +297,8 @@ class LabelPass:
             plots=plot_data(episodes, labels, values, self.cfg.rl.collapse.seed),
             wall_s=wall,
             values_wall_s=valued.wall_s,
+            value_report=report,
+            separation=separation,
         )
 
     def _write(

@@ -9,13 +9,19 @@ value then lies in [-1, 0].
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ramp.platform.rl.layout import Episodes, offsets_from_lengths
 from ramp.platform.rl.settings import RewardConfig
+
+if TYPE_CHECKING:
+    from ramp.platform.config import RampConfig
+
+TMaxSource = Literal["config", "env", "data"]
 
 
 def rewards_from_outcome(
@@ -41,7 +47,7 @@ class RewardScale:
 
     t_max: dict[str, int]
     c_fail: dict[str, float]
-    t_max_source: dict[str, Literal["config", "data"]]
+    t_max_source: dict[str, TMaxSource]
 
     def denominator(self, task: str) -> float:
         """T_max + C_fail: the most negative return of the task, mapped to -1."""
@@ -57,32 +63,58 @@ class RewardScale:
         return out
 
 
-def reward_scale(episodes: Episodes, cfg: RewardConfig) -> RewardScale:
-    """T_max and C_fail of every task present: from config, else from the longest episode seen.
+def env_t_max(cfg: RampConfig) -> dict[str, int]:
+    """The default T_max of every task of ``cfg.envs.env``: the env's episode step limit.
 
-    A task seen for the first time has no configured T_max, so its longest episode in this data
-    stands in (and is reported as such). An episode longer than a configured T_max would push
-    values below -1, so it is refused.
+    THE one place the reward scale's defaults come from: the world model's value targets
+    (``training.data.value_targets``) and the labeller (``rl.relabel``) both pass this to
+    ``episode_rewards``, so targets and labels share one scale, fixed per task from round to round
+    (a longer failed rollout arriving later cannot change it). The limit is ``envs.env.max_steps``,
+    else the suite's own (``envs.suites.SUITES[suite].max_steps``): every episode of the env,
+    demonstration or rollout, is at most that long (``envs.rollout.max_steps`` can only cap
+    rollouts lower, so it is not the bound of the demonstrations).
     """
+    env = cfg.envs.env
+    return {task: env.step_limit for task in env.task_list}
+
+
+def reward_scale(
+    episodes: Episodes, cfg: RewardConfig, env_t_max: Mapping[str, int] | None = None
+) -> RewardScale:
+    """T_max and C_fail of every task present: from ``rl.reward.t_max``, else from the env's step
+    limit (``env_t_max``, see ``env_t_max(cfg)``), else from the longest episode seen.
+
+    A task unknown to both (one the env config does not list, seen for the first time) has its
+    longest episode in this data stand in, reported as such (``t_max_source`` "data"). An episode
+    longer than a configured or env T_max would push values below -1, so it is refused.
+    """
+    env_t_max = env_t_max or {}
     lengths = episodes.lengths
     longest = np.zeros(episodes.n_tasks, dtype=np.int64)
     np.maximum.at(longest, episodes.task, lengths)
     present = np.zeros(episodes.n_tasks, bool)
     present[episodes.task] = True
     t_max: dict[str, int] = {}
-    source: dict[str, Literal["config", "data"]] = {}
+    source: dict[str, TMaxSource] = {}
     c_fail: dict[str, float] = {}
     for code, task in enumerate(episodes.task_names):
         if not present[code]:
             continue
-        if task in cfg.t_max:
-            t_max[task] = cfg.t_max[task]
-            source[task] = "config"
+        if task in cfg.t_max or task in env_t_max:
+            configured = task in cfg.t_max
+            t_max[task] = int(cfg.t_max[task] if configured else env_t_max[task])
+            source[task] = "config" if configured else "env"
             if longest[code] > t_max[task]:
+                where = (
+                    f"rl.reward.t_max.{task} is {t_max[task]}"
+                    if configured
+                    else f"the env's step limit (envs.env.max_steps or the suite's) is "
+                    f"{t_max[task]}, the default T_max of the task"
+                )
                 raise ValueError(
-                    f"task {task!r}: an episode has {int(longest[code])} steps but "
-                    f"rl.reward.t_max.{task} is {t_max[task]}; raise it (values would leave "
-                    "[-1, 0]) or cut such episodes at the task's time limit"
+                    f"task {task!r}: an episode has {int(longest[code])} steps but {where}; "
+                    f"set rl.reward.t_max.{task} to at least {int(longest[code])} (values would "
+                    "leave [-1, 0]) or cut such episodes at the task's time limit"
                 )
         else:
             t_max[task] = int(longest[code])
@@ -110,14 +142,18 @@ def normalise_rewards(rewards: np.ndarray, episodes: Episodes, scale: RewardScal
 
 
 def episode_rewards(
-    episodes: Episodes, cfg: RewardConfig, stored: np.ndarray | None = None
+    episodes: Episodes,
+    cfg: RewardConfig,
+    stored: np.ndarray | None = None,
+    env_t_max: Mapping[str, int] | None = None,
 ) -> tuple[np.ndarray, RewardScale]:
     """The rewards the advantages are computed from, per ``cfg.source``, and the scale used.
 
     ``source="outcome"`` recomputes them from lengths and success (so changing C_fail needs no
     rewrite of stored episodes); ``source="column"`` uses ``stored`` (the episode's reward column).
+    ``env_t_max``: the default T_max per task (``env_t_max(cfg)``; see ``reward_scale``).
     """
-    scale = reward_scale(episodes, cfg)
+    scale = reward_scale(episodes, cfg, env_t_max)
     if cfg.source == "column":
         if stored is None:
             raise ValueError("rl.reward.source is 'column' but no reward column was given")

@@ -198,12 +198,37 @@ class CollapseConfig(StrictModel):
     min_positive_fraction: float = Field(default=0.05, ge=0, le=1)
     max_positive_fraction: float = Field(default=0.95, ge=0, le=1)
     min_kendall_tau: float = Field(
-        default=0.3,
+        default=0.1,
         ge=-1,
         le=1,
-        description="alarm when the world model's values rank steps unlike the returns",
+        description="absolute floor: alarm when the world model's values rank steps this badly "
+        "against the returns (held-out tau when the value report has it, else in-sample tau)",
     )
-    max_value_mae: float = Field(default=0.25, ge=0, description="alarm above this value MAE")
+    min_tau_margin: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="held-out check: alarm when the world model's held-out tau is below the "
+        "time-only baseline's tau plus this margin (it ranks no better than the step index)",
+    )
+    max_mae_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="held-out check: alarm when the world model's held-out value MAE exceeds the "
+        "time-only baseline's MAE times this",
+    )
+    max_value_mae: float = Field(
+        default=0.25,
+        ge=0,
+        description="alarm above this in-sample value MAE; only used without a held-out report "
+        "(training.world_model.holdout_fraction 0)",
+    )
+    min_heldout_steps: int = Field(
+        default=200,
+        ge=1,
+        description="held-out checks of a task need this many held-out steps (and 2 held-out "
+        "episodes); the overall held-out figures are always checked",
+    )
     min_task_steps: int = Field(
         default=1000, ge=1, description="tasks with fewer steps are reported but not checked"
     )

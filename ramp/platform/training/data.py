@@ -80,12 +80,21 @@ def steps_table(store: EpisodeStore, episode_ids: Sequence[str]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def value_targets(store: EpisodeStore, episode_ids: Sequence[str], rl: RLConfig) -> ValueTargets:
-    """The world model's value targets: the labeller's returns, one reward scale over all ids."""
+def value_targets(
+    store: EpisodeStore,
+    episode_ids: Sequence[str],
+    rl: RLConfig,
+    env_t_max: Mapping[str, int] | None = None,
+) -> ValueTargets:
+    """The world model's value targets: the labeller's returns, one reward scale over all ids.
+
+    ``env_t_max``: the default T_max per task, ``rl.rewards.env_t_max(cfg)``, exactly what the
+    labeller passes (``fit.prepare`` does), so targets and labels share one fixed scale.
+    """
     table = steps_table(store, episode_ids)
     episodes = episodes_from_table(table)
     stored = column_float32(table, "reward") if rl.reward.source == "column" else None
-    rewards, scale = episode_rewards(episodes, rl.reward, stored)
+    rewards, scale = episode_rewards(episodes, rl.reward, stored, env_t_max)
     returns = discounted_returns(rewards, episodes.offsets, rl.advantage.gamma)
     assert episodes.episode_ids is not None
     out = {

@@ -11,8 +11,10 @@ next to Ray Train's run storage (``<root>/train-runs/<run name>/``):
 - ``ramp-attempts/<fit id>/*.json``: one record per start of the loop within one driver call, so
   the driver can tell how many times the workers failed and restarted.
 
-The world model trains on ``wm.loss`` with the value target (``data.value_targets``); the policy
-on ``rl.objectives.build_objective(cfg.rl.objective, stage)`` over the label sidecars of the named
+The world model trains on ``wm.loss`` with the value target (``data.value_targets``), on every
+episode but the held-out split (``fit_ids``: ``training.world_model.holdout_fraction``; the
+labeller's value report judges the values there); the policy on
+``rl.objectives.build_objective(cfg.rl.objective, stage)`` over the label sidecars of the named
 world-model version, and, for objectives that use the world model (RAMP), on z from the frozen
 world model: ``batch["wm_tokens"] = wm.predict(batch).tokens``. Both skip the transitional steps
 around human takeovers as start steps when ``rl.interventions.enabled`` (``data.cleaned_steps``,
@@ -41,7 +43,9 @@ from ramp.platform.models.checkpoints import CHECKPOINTS_DIR, load_checkpoint, p
 from ramp.platform.models.normalization import NormStats
 from ramp.platform.rl.contract import WM_TOKENS
 from ramp.platform.rl.objectives import build_objective
+from ramp.platform.rl.rewards import env_t_max
 from ramp.platform.rl.settings import Stage
+from ramp.platform.rl.value_report import split_ids
 from ramp.platform.training import data, loop
 from ramp.platform.training.settings import TrainerConfig
 
@@ -85,6 +89,16 @@ class FitOutcome:
     history: list[dict[str, float]]
 
 
+def fit_ids(cfg: RampConfig, spec: FitSpec) -> tuple[str, ...]:
+    """The episodes a fit draws samples from: the world model leaves out the held-out split
+    (``rl.value_report.split_ids`` by a stable hash of the id, the same episodes every round:
+    the labeller reports the values on them); the policy trains on every episode."""
+    if spec.kind != "world-model":
+        return spec.episode_ids
+    train, _ = split_ids(spec.episode_ids, cfg.training.world_model.holdout_fraction)
+    return tuple(train)
+
+
 def trainer_config(cfg: RampConfig, kind: str) -> TrainerConfig:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -104,6 +118,12 @@ def check_spec(cfg: RampConfig, store: EpisodeStore, spec: FitSpec) -> None:
     data.check_sampling(cfg)
     if not spec.episode_ids:
         raise ValueError(f"no episodes to train the {spec.kind} on (the id list is empty)")
+    if not fit_ids(cfg, spec):
+        raise ValueError(
+            f"all {len(spec.episode_ids)} episodes fall in the world model's held-out split "
+            f"(training.world_model.holdout_fraction "
+            f"{cfg.training.world_model.holdout_fraction:g}); add episodes or set it to 0"
+        )
     if spec.kind == "policy":
         if not spec.world_model:
             raise ValueError("the policy trains on the labels of a world model: name its version")
@@ -230,14 +250,16 @@ def prepare(
     episodes and the config, so the resumed batch stream is the uninterrupted one."""
     distributed = world_size > 1 and torch.distributed.is_initialized()
     prepared = None
+    ids = fit_ids(cfg, spec)
     if rank == 0 or not distributed:
-        stats = data.norm_stats(store, spec.episode_ids)
+        stats = data.norm_stats(store, ids)
+        # targets over every id: the reward scale is the labeller's (same ids, same env_t_max)
         targets = (
-            data.value_targets(store, spec.episode_ids, cfg.rl)
+            data.value_targets(store, spec.episode_ids, cfg.rl, env_t_max(cfg))
             if spec.kind == "world-model"
             else None
         )
-        cleaned = data.cleaned_steps(store, spec.episode_ids, cfg.rl.interventions)
+        cleaned = data.cleaned_steps(store, ids, cfg.rl.interventions)
         prepared = Prepared(stats, targets, cleaned)
     if distributed:
         box = [prepared]
@@ -326,10 +348,11 @@ def run(
     else:
         step_fn = policy_step(cfg, spec, model, store, device, generator)
         action_dim = model.cfg.max_action_dim
+    ids = fit_ids(cfg, spec)
     samples = data.training_samples(
         cfg,
         store,
-        spec.episode_ids,
+        ids,
         tcfg,
         round_=spec.round_,
         rank=rank,
@@ -374,6 +397,8 @@ def run(
     metrics = {
         **result.metrics,
         **prepared.cleaned.metrics(),
+        "data/train_episodes": float(len(ids)),
+        "data/heldout_episodes": float(len(spec.episode_ids) - len(ids)),
         "samples_per_s": result.samples / result.train_s if result.train_s > 0 else 0.0,
         "train_s": result.train_s,
     }

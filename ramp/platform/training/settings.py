@@ -58,6 +58,20 @@ class TrainerConfig(StrictModel):
         return self
 
 
+class WorldModelTrainerConfig(TrainerConfig):
+    """The world model's fit: a ``TrainerConfig`` plus the held-out split of its episodes."""
+
+    holdout_fraction: float = Field(
+        default=0.2,
+        ge=0,
+        le=0.5,
+        description="share of episodes the world model never trains on, chosen by a stable hash "
+        "of the episode id (the same episodes in every round), on which the labeller reports "
+        "how well its values rank the returns (docs/rl.md, 'The value report'); the policy and "
+        "the labeller still use every episode. 0 = train on all, no held-out report",
+    )
+
+
 class LabellerConfig(StrictModel):
     """World-model inference over every training episode (values), then the RL core."""
 
@@ -71,6 +85,6 @@ class LabellerConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """Section ``training``."""
 
-    world_model: TrainerConfig = Field(default_factory=TrainerConfig)
+    world_model: WorldModelTrainerConfig = Field(default_factory=WorldModelTrainerConfig)
     policy: TrainerConfig = Field(default_factory=TrainerConfig)
     labeller: LabellerConfig = Field(default_factory=LabellerConfig)

@@ -77,6 +77,10 @@ def test_every_suite_has_consistent_defaults():
         assert set(info.default_tasks) <= set(info.tasks)
         assert set(info.default_cameras) <= set(info.cameras)
         EnvConfig(suite=info.name)  # the defaults validate
+        # the step limit: the suite's own unless max_steps sets it (the reward scale's T_max)
+        assert EnvConfig(suite=info.name).step_limit == info.max_steps > 0
+        assert EnvConfig(suite=info.name, max_steps=77).step_limit == 77
+    assert SUITES["metaworld"].max_steps == 500 and SUITES["libero-10"].max_steps == 520
 
 
 def test_static_lists_match_metaworld():

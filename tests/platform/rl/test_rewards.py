@@ -84,3 +84,51 @@ def test_normalise_checks_the_shape():
     scale = reward_scale(eps, RewardConfig())
     with pytest.raises(ValueError, match="2 steps"):
         normalise_rewards(np.zeros(3), eps, scale)
+
+
+def _cfg(*sets: str):
+    from ramp.platform.config import load_config
+
+    return load_config("quickstart", list(sets))
+
+
+def test_t_max_defaults_to_the_envs_step_limit():
+    from ramp.platform.rl.rewards import env_t_max
+
+    # quickstart: three MetaWorld tasks, envs.env.max_steps 120
+    cfg = _cfg()
+    assert env_t_max(cfg) == {t: 120 for t in cfg.envs.env.tasks}
+    # no envs.env.max_steps: the suite's own limit (MetaWorld's max_path_length 500), not
+    # rollout.max_steps (rollouts only; demonstrations still run to the env's limit)
+    free = _cfg("envs.env.max_steps=null", "envs.rollout.max_steps=80")
+    assert set(env_t_max(free).values()) == {500}
+    kitchen = _cfg(
+        "envs.env.max_steps=null", "envs.env.suite=franka-kitchen", "envs.env.tasks=null"
+    )
+    assert env_t_max(kitchen) == {"all-7": 500}
+    libero = _cfg("envs.env.max_steps=null", "envs.env.suite=libero-spatial", "envs.env.tasks=null")
+    assert set(env_t_max(libero).values()) == {220} and len(env_t_max(libero)) == 10
+
+
+def test_env_t_max_fixes_the_scale_and_only_unknown_tasks_use_the_data():
+    eps = Episodes.from_lengths([3, 7, 5], task=[0, 0, 1], task_names=["reach", "other"])
+    cfg = RewardConfig(t_max={"pinned": 9})
+    scale = reward_scale(eps, cfg, {"reach": 120, "pinned": 50})
+    assert scale.t_max == {"reach": 120, "other": 5}
+    assert scale.t_max_source == {"reach": "env", "other": "data"}
+    assert scale.metrics()["reward/task/reach/t_max_from_data"] == 0.0
+    assert scale.metrics()["reward/task/other/t_max_from_data"] == 1.0
+    # a longer (failed) rollout arriving later does not move the env-fixed scale
+    longer = Episodes.from_lengths([3, 110], [True, False], [0, 0], task_names=["reach"])
+    assert reward_scale(longer, cfg, {"reach": 120}).t_max == {"reach": 120}
+    # rl.reward.t_max wins over the env's limit
+    both = reward_scale(eps, RewardConfig(t_max={"reach": 8}), {"reach": 120})
+    assert (both.t_max["reach"], both.t_max_source["reach"]) == (8, "config")
+    # an episode of exactly the limit (a rollout capped at max_steps) is fine; a longer one is not
+    assert reward_scale(longer, cfg, {"reach": 110}).t_max == {"reach": 110}
+    with pytest.raises(
+        ValueError, match=r"110 steps but the env's step limit.*is 100.*t_max.reach"
+    ):
+        reward_scale(longer, cfg, {"reach": 100})
+    rewards, _ = episode_rewards(longer, cfg, env_t_max={"reach": 120})
+    assert rewards[-1] == pytest.approx(-120 / 240)  # failed: -c_fail / (t_max + c_fail)

@@ -31,6 +31,8 @@ from ramp.platform.rl.relabel import (
     label_episodes,
     step_columns,
 )
+from ramp.platform.rl.rewards import env_t_max
+from ramp.platform.rl.value_report import heldout_mask
 from ramp.platform.rl.values import EpisodeValuer, episode_seed
 
 WM = "world-model-r1-0123abcd"
@@ -169,7 +171,7 @@ def test_sidecars_hold_label_table_of_all_episodes(cfg, world_model):
 
     table = concatenated(cfg, store, ids)
     values = np.concatenate([store.read_labels(WM, e).column("value").to_numpy() for e in ids])
-    expected = label_table(table, values, cfg.rl)
+    expected = label_table(table, values, cfg.rl, env_t_max=env_t_max(cfg))
     got = {c: [] for c in ("advantage", "indicator", "return", "reward")}
     for eid in ids:
         labels = store.read_labels(WM, eid)
@@ -204,6 +206,17 @@ def test_sidecars_hold_label_table_of_all_episodes(cfg, world_model):
     assert m["adv/kept_frac"] == pytest.approx(1 - report.removed / result.steps)
     assert isinstance(result.collapse.collapsed, bool) and result.collapse.reason
     assert m["collapse/alarm"] == float(result.collapse.collapsed)
+    # the value report: on the episodes the world-model fit leaves out (stable id hash)
+    report = result.value_report
+    held = heldout_mask(result.episode_ids, cfg.training.world_model.holdout_fraction)
+    assert report is not None and report.overall.heldout_episodes == int(held.sum()) > 0
+    assert m["value/heldout/episodes"] == held.sum()
+    assert {r.task for r in report.tasks} == {"a", "b"}
+    assert "value/insample/kendall_tau" in m and "tau wm" in report.table()
+    # P(I=1) by outcome and position, human steps (forced to 1) left out
+    sep = result.separation
+    assert sep is not None and sep.overall.human_steps == 3 * 4 and sep.n_steps == 5
+    assert 0 <= m["label/pos_frac_success"] <= 1 and "label/task/a/pos_frac_final" in m
 
 
 def test_labelled_episodes_are_read_back_and_still_fitted(cfg, world_model):
@@ -228,7 +241,7 @@ def test_labelled_episodes_are_read_back_and_still_fitted(cfg, world_model):
     # thresholds and new labels come from ALL ids: stored values + new ones
     table = concatenated(cfg, store, ids)
     values = np.concatenate([store.read_labels(WM, e).column("value").to_numpy() for e in ids])
-    expected = label_table(table, values, cfg.rl)
+    expected = label_table(table, values, cfg.rl, env_t_max=env_t_max(cfg))
     assert result.thresholds == expected.thresholds.epsilon
     n_early = sum(store.lookup(e).num_steps for e in early)
     new = np.concatenate([store.read_labels(WM, e).column("indicator").to_numpy() for e in late])

@@ -201,7 +201,11 @@ def test_a_fit_reports_what_cleaning_dropped(store):
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # as a one-CPU Ray worker (see test_training_core)
     try:
-        other = {"training.world_model.steps": 2, "training.world_model.log_every": 1}
+        other = {
+            "training.world_model.steps": 2,
+            "training.world_model.log_every": 1,
+            "training.world_model.holdout_fraction": 0.0,  # every episode: counts of all of them
+        }
         cfg = _cfg(store, other)
         spec = fit.FitSpec("world-model", 0, tuple(INTERVENTIONS), "cleaning")
         outcome = fit.run(cfg, spec, store=store, publish=False)

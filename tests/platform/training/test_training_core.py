@@ -27,6 +27,8 @@ from ramp.platform.episodes.samples import TrainingSamples
 from ramp.platform.episodes.store import EpisodeStore
 from ramp.platform.models.checkpoints import load_checkpoint
 from ramp.platform.rl.labelling import label_table
+from ramp.platform.rl.rewards import env_t_max
+from ramp.platform.rl.value_report import split_ids
 from ramp.platform.training import data, fit, loop
 
 
@@ -49,14 +51,18 @@ def store(demo_store) -> EpisodeStore:
 def test_value_targets_are_the_labellers_returns(store, gamma):
     cfg = training_config(store.root, **{"rl.advantage.gamma": gamma})
     ids = episode_ids(store)
-    targets = data.value_targets(store, ids, cfg.rl)
+    limits = env_t_max(cfg)
+    targets = data.value_targets(store, ids, cfg.rl, limits)
     table = store.read(columns=LABEL_INPUTS)
-    expected = label_table(table, np.zeros(table.num_rows, np.float32), cfg.rl).returns
+    zeros = np.zeros(table.num_rows, np.float32)
+    expected = label_table(table, zeros, cfg.rl, env_t_max=limits).returns
     got = np.concatenate([targets.returns[e] for e in ids])
     np.testing.assert_array_equal(got, expected)
     assert got.min() >= -1.0 and got.max() <= 0.0  # normalised per task
-    # one reward scale over the whole id set: a failed episode's first return is about -1
+    # one reward scale over the whole id set, fixed by the env's step limit (envs.env.max_steps)
     assert set(targets.scale.t_max) == {e.task for e in store.episodes()}
+    assert set(targets.scale.t_max.values()) == {cfg.envs.env.max_steps}
+    assert set(targets.scale.t_max_source.values()) == {"env"}
 
 
 def _stream(store, cfg, start_step, world_size=1, rank=0, n=3):
@@ -122,8 +128,15 @@ def test_world_model_loss_falls_on_the_demo_store(store):
     assert {"loss/latent", "loss/value", "loss/proprio", "grad_norm", "lr"} <= set(
         outcome.history[-1]
     )
+    # the world model trains on the episodes outside the held-out split only
+    train = set(fit.fit_ids(cfg, spec))
+    held = set(spec.episode_ids) - train
+    assert train and held and held == set(split_ids(spec.episode_ids, 0.2)[1])
+    assert outcome.metrics["data/train_episodes"] == len(train)
+    assert outcome.metrics["data/heldout_episodes"] == len(held)
     # the demonstrations have no human in them: cleaning drops nothing, and says so
-    assert outcome.metrics["data/steps"] == sum(e.num_steps for e in store.episodes())
+    steps = sum(e.num_steps for e in store.episodes() if e.episode_id in train)
+    assert outcome.metrics["data/steps"] == steps
     assert outcome.metrics["data/cleaned_steps"] == 0
 
 
@@ -196,6 +209,17 @@ def test_a_policy_without_labels_is_refused_before_training(store):
     spec = fit.FitSpec("policy", 0, tuple(episode_ids(store)), "x", world_model="wm-none")
     with pytest.raises(KeyError, match=r"no labels of world model 'wm-none'.*ramp label"):
         fit.check_spec(cfg, store, spec)
+
+
+def test_a_world_model_fit_with_every_episode_held_out_is_refused(store):
+    cfg = training_config(store.root)
+    held = split_ids([f"same-success-{k}" for k in range(8)], 0.2)[1]
+    assert held  # ids the stable hash holds out at 20%
+    spec = fit.FitSpec("world-model", 0, tuple(held), "x")
+    with pytest.raises(ValueError, match=r"held-out split.*holdout_fraction 0.2"):
+        fit.check_spec(cfg, store, spec)
+    off = training_config(store.root, **{"training.world_model.holdout_fraction": 0.0})
+    assert fit.fit_ids(off, spec) == spec.episode_ids
 
 
 @pytest.mark.parametrize("where", ["store version", "local folder"])
