@@ -299,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
         add_round_arguments(stage, round_option=fixed_round is None)
         stage.set_defaults(func=_cmd_stage)
 
+    from ramp.pipelines.value_report import add_arguments as add_value_report_arguments
+
+    vrep = sub.add_parser(
+        "value-report",
+        help="how well a world model's values rank the returns on held-out episodes, against "
+        "time-only and outcome baselines (labels what has no labels yet)",
+    )
+    add_value_report_arguments(vrep)
+    vrep.set_defaults(func=_cmd_value_report)
+
     from ramp.pipelines.quickstart import add_arguments as add_quickstart_arguments
 
     quick = sub.add_parser(
@@ -329,6 +339,12 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     from ramp.pipelines.quickstart import run_cli
 
     return run_cli(args)
+
+
+def _cmd_value_report(args: argparse.Namespace) -> int:
+    from ramp.pipelines.value_report import run
+
+    return run(args)
 
 
 def _cmd_round(args: argparse.Namespace) -> int:
