@@ -1,7 +1,8 @@
 """`ramp demos`: scripted-expert episodes into the episode store, the base data of stage 1 and 2.
 
 For each task, episodes run with seeds ``seed, seed + 1, ...``; the expert's actions get
-N(0, noise) added (the stored action is the one executed). With a target success rate the
+N(0, noise) added (the stored action is the one executed). A list of noise levels is a mix of
+operators of different skill: attempt k runs with ``noise[k % len(noise)]``. With a target success rate the
 collector keeps successes and failures in that ratio (failures teach the world model what going
 wrong looks like) and runs up to ``episodes x max_attempts_factor`` attempts per task to find them.
 
@@ -110,17 +111,18 @@ def collect_demos(
             max_attempts = int(demos.episodes * demos.max_attempts_factor)
             seed = demos.seed
             while rep.kept < demos.episodes and rep.attempts < max_attempts:
+                noise = demos.noise_at(rep.attempts)
                 rep.attempts += 1
                 expert.reset()
                 ep = run_episode(
                     env,
                     expert.act,
                     seed,
-                    episode_id=demo_episode_id(demos.source, spec.suite, slug, demos.noise, seed),
+                    episode_id=demo_episode_id(demos.source, spec.suite, slug, noise, seed),
                     source=demos.source,
                     policy_version="scripted-expert",
                     round=demos.round,
-                    action_noise=demos.noise,
+                    action_noise=noise,
                 )
                 seed += 1
                 if want_s is not None:

@@ -155,8 +155,10 @@ class DemosConfig(StrictModel):
     """`ramp demos`: scripted-expert episodes as the base data of stage 1 and 2."""
 
     episodes: int = Field(default=20, ge=1, description="episodes per task")
-    noise: float = Field(
-        default=0.0, ge=0, le=2, description="std of Gaussian action noise (actions in [-1, 1])"
+    noise: float | list[float] = Field(
+        default=0.0,
+        description="std of Gaussian action noise (actions in [-1, 1]), in [0, 2]; a list is a "
+        "mix of operators: attempt k of a task runs with noise[k % len(noise)]",
     )
     target_success_rate: float | None = Field(
         default=None,
@@ -170,6 +172,22 @@ class DemosConfig(StrictModel):
     seed: int = Field(default=0, ge=0, description="first episode seed (then +1 per episode)")
     source: str = Field(default="demos", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     round: int = Field(default=0, ge=0)
+
+    @field_validator("noise")
+    @classmethod
+    def _noise_range(cls, v: float | list[float]) -> float | list[float]:
+        levels = v if isinstance(v, list) else [v]
+        if not levels:
+            raise ValueError("noise: give a number or a non-empty list of numbers in [0, 2]")
+        bad = [x for x in levels if not 0.0 <= x <= 2.0]
+        if bad:
+            raise ValueError(f"noise must lie in [0, 2] (actions are in [-1, 1]); got {bad}")
+        return v
+
+    def noise_at(self, attempt: int) -> float:
+        """The noise of a task's attempt ``attempt`` (0-based)."""
+        levels = self.noise if isinstance(self.noise, list) else [self.noise]
+        return float(levels[attempt % len(levels)])
 
 
 class RolloutConfig(StrictModel):

@@ -85,3 +85,21 @@ def test_cli_demos_and_its_errors(tmp_path, capsys):
     assert "envs.env.height" in capsys.readouterr().err
     assert main(["demos", "--env", "franka-kitchen", "--root", root]) == 2
     assert "no scripted expert" in capsys.readouterr().err
+
+
+def test_a_list_of_noise_levels_mixes_operators(tmp_path):
+    from ramp.pipelines.demos import collect_demos
+    from ramp.platform.episodes import EpisodeStore
+
+    env_cfg = EnvConfig(tasks=["reach-v3"], height=32, width=32, max_steps=40)
+    collect_demos(env_cfg, DemosConfig(episodes=3, noise=[0.1, 1.5]), str(tmp_path))
+    ids = sorted(e.episode_id for e in EpisodeStore(str(tmp_path)).episodes())
+    assert ids == [
+        "demos-metaworld-reach-v3-n0.1-s0",
+        "demos-metaworld-reach-v3-n0.1-s2",
+        "demos-metaworld-reach-v3-n1.5-s1",
+    ]
+    with pytest.raises(ValueError, match=r"noise must lie in \[0, 2\]"):
+        DemosConfig(noise=[0.1, 3.0])
+    with pytest.raises(ValueError, match="non-empty list"):
+        DemosConfig(noise=[])
