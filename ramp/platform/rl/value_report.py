@@ -138,9 +138,10 @@ class ValueReport:
             else:
                 lines.append(left + f"n/a: {row.note} (in-sample tau {_f(row.insample_tau)})")
         lines.append(
-            "tau time / mae time: mean train return at the same step (time-only baseline); "
-            "oracle: the same per outcome; in-sample: the world model on its training episodes"
+            "time: the mean train return at the same step (time-only baseline); oracle: the same "
+            "per outcome;"
         )
+        lines.append("in-sample: the world model on its own training episodes")
         return "\n".join(lines)
 
     def metrics(self) -> dict[str, float]:
@@ -323,8 +324,8 @@ def value_report(
         note = (
             "held-out split off (training.world_model.holdout_fraction 0)"
             if holdout_fraction == 0
-            else f"{pooled_eps} held-out episodes of tasks with train episodes "
-            f"(need {min_heldout_episodes})"
+            else f"{pooled_eps} held-out episode{'' if pooled_eps == 1 else 's'} of tasks with "
+            f"train episodes (need {min_heldout_episodes})"
         )
         overall = ValueRow(**base, note=note)
     else:
