@@ -146,3 +146,47 @@ def test_every_round_is_tracked_in_mlflow(tiny_rounds, m0, m1):
     assert registry.alias("policy", "production") == m1.versions.production
     assert registry.alias("policy", "candidate") == m1.versions.policy
     assert registry.alias("world-model", "candidate") == m1.versions.world_model
+
+
+def test_quickstart_summary_pairs_round0_and_final_on_fresh_seeds(tiny_rounds, m0, m1, store):
+    """The quickstart's closing comparison and summary JSON, on the shared rounds: round 0's
+    policy and the final one run the same fresh seeds (not the gate's) and the difference is
+    the paired one, with its interval."""
+    import json
+
+    from ramp.pipelines.quickstart import closing_comparison, write_summary
+
+    lines: list[str] = []
+    final = closing_comparison(tiny_rounds.cfg, [m0, m1], 2, 2_000_000, lines.append)
+    assert lines and "closing comparison" in lines[0]
+    tasks = tiny_rounds.cfg.envs.env.task_list
+    assert final["episodes_per_policy"] == 2 * len(tasks)
+    assert final["seeds"] == [2_000_000, 2_000_001]
+    gate_seeds = m1.stages["evaluate"].result["seeds"]
+    assert all(2_000_000 not in s for s in gate_seeds.values())
+    lo, hi = final["interval"]
+    assert lo <= final["difference"] <= hi
+    assert final["difference"] == pytest.approx(
+        final["final"]["success"] - final["round0"]["success"]
+    )
+    assert final["round0"]["policy"] == m0.versions.production
+    assert final["final"]["policy"] == m1.versions.production
+    path = write_summary(tiny_rounds.cfg, [m0, m1], final)
+    body = json.loads(store.fs.read_text("quickstart-summary.json"))
+    assert path.endswith("quickstart-summary.json") and body["format_version"] == 1
+    rows = body["rounds"]
+    assert [r["round"] for r in rows] == [0, 1]
+    for key in (
+        "production_success",
+        "production_interval",
+        "candidate_success",
+        "decision",
+        "p_value",
+        "value_tau_heldout",
+        "value_tau_time_baseline",
+        "episodes_per_policy",
+    ):
+        assert all(key in r for r in rows), key
+    assert rows[0]["decision"] == "promote"  # the first policy
+    assert rows[1]["p_value"] is not None and rows[1]["episodes_per_policy"] == 2 * len(tasks)
+    assert body["final_vs_round0"]["interval"] == [lo, hi]

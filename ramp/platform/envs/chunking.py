@@ -131,9 +131,11 @@ class PolicyChunks:
             groups.setdefault(camera_signature(item), []).append(i)
         for idxs in groups.values():
             gen = torch.Generator().manual_seed(noise_seed([keys[i] for i in idxs], self.seed))
+            batch = stack_observations([items[i] for i in idxs])
+            batch["step"] = np.array([keys[i][1] for i in idxs], np.int64)  # time_input models
             chunks = predict_chunks(
                 self.policy,
-                stack_observations([items[i] for i in idxs]),
+                batch,
                 mode=self.mode,
                 world_model=self.world_model,
                 cfg_beta=self.cfg_beta,

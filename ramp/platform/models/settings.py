@@ -307,6 +307,22 @@ class WorldModelConfig(StrictModel):
     predict_steps: int = Field(
         default=1, ge=1, description="denoising steps of predict() (the paper: one, at policy time)"
     )
+    value_scale: float | None = Field(
+        default=None,
+        gt=0,
+        description="the value plane holds k (2 v + 1), so values in [-1, 0] span [-k, k] like "
+        "the other unit-scale channels (diffusion learns a channel of std 0.2 next to unit noise "
+        "slowly); None = the raw value v",
+    )
+    time_input: bool = Field(
+        default=False,
+        description="condition on the episode step t (a plane of t / time_scale): under a step "
+        "limit the value depends on the time left, not on the state alone (Pardo et al. 2018); "
+        "observations must then carry 'step'",
+    )
+    time_scale: float = Field(
+        default=500.0, gt=0, description="steps that map to 1.0 in the time plane (time_input)"
+    )
     predict_noise: Literal["sample", "zero"] = Field(
         default="sample",
         description="where predict() starts: sample = a Gaussian draw (the paper; the value then "
@@ -364,8 +380,10 @@ class WorldModelConfig(StrictModel):
 
     @property
     def cond_channels(self) -> int:
-        """Channels of the clean conditioning concatenated to s: [z_t ; Psi(p_t) ; Psi(k)]."""
-        return self.vae.latent_channels + self.max_state_dim + self.state_frames
+        """Channels of the clean conditioning concatenated to s: [z_t ; Psi(p_t) ; Psi(k)]
+        (; Psi(t / time_scale) with time_input)."""
+        time = 1 if self.time_input else 0
+        return self.vae.latent_channels + self.max_state_dim + self.state_frames + time
 
     @property
     def token_dim(self) -> int:

@@ -205,14 +205,20 @@ class WorldModel(nn.Module):
         h, w = z_t.shape[-2:]
         p_t = self._state_input(batch, idx, "state")
         frame_code = torch.eye(f, device=z_t.device)[None].expand(b, -1, -1)  # one-hot frame k
-        cond = torch.cat(
-            [
-                z_t[:, :, None].expand(-1, -1, f, -1, -1),
-                tile(p_t[:, None].expand(-1, f, -1), h, w),
-                tile(frame_code, h, w),
-            ],
-            dim=1,
-        )
+        planes = [
+            z_t[:, :, None].expand(-1, -1, f, -1, -1),
+            tile(p_t[:, None].expand(-1, f, -1), h, w),
+            tile(frame_code, h, w),
+        ]
+        if self.cfg.time_input:
+            if "step" not in batch:
+                raise KeyError(
+                    "this world model conditions on the episode step (time_input): the "
+                    "observation needs 'step' (B,), the index of the step in its episode"
+                )
+            t = as_tensor(batch["step"], self.device, torch.float32).reshape(b, 1, 1)
+            planes.append(tile((t / self.cfg.time_scale).expand(-1, f, -1), h, w))
+        cond = torch.cat(planes, dim=1)
         text = self.encode_text(batch["instruction"], b)
         return cond, text, z_t
 
@@ -253,7 +259,7 @@ class WorldModel(nn.Module):
         cond, text, _ = self._condition(batch, idx)
         h, w = cond.shape[-2:]
         f = self.cfg.state_frames
-        value_planes = value[:, None, None, None, None].expand(-1, 1, f, h, w)
+        value_planes = self._value_plane(value)[:, None, None, None, None].expand(-1, 1, f, h, w)
         if self.cfg.value_predictor == "value_only":
             s = value_planes
         else:
@@ -294,6 +300,15 @@ class WorldModel(nn.Module):
             + self.cfg.proprio_weight * terms["proprio"]
         )
         return terms
+
+    def _value_plane(self, value: Tensor) -> Tensor:
+        """The value as the state holds it (``value_scale``); ``_value_of`` inverts it."""
+        k = self.cfg.value_scale
+        return value if k is None else k * (2.0 * value + 1.0)
+
+    def _value_of(self, plane: Tensor) -> Tensor:
+        k = self.cfg.value_scale
+        return plane if k is None else (plane / k - 1.0) / 2.0
 
     def loss(self, batch: Mapping[str, Any]) -> Tensor:
         """Per-sample world-model loss (B,)."""
@@ -340,9 +355,10 @@ class WorldModel(nn.Module):
 
         s = euler_sample(velocity, noise, denoise_steps or self.cfg.predict_steps)
         if self.cfg.value_predictor == "value_only":
-            return WorldModelPrediction(self.tokens(s), s[:, 0].mean((1, 2, 3)), None, None)
+            value = self._value_of(s[:, 0].mean((1, 2, 3)))
+            return WorldModelPrediction(self.tokens(s), value, None, None)
         c = self.cfg.vae.latent_channels
-        value = s[:, c].mean((1, 2, 3))
+        value = self._value_of(s[:, c].mean((1, 2, 3)))
         proprio = untile(s[:, c + 1 :])  # (B, F, S) normalised
         raw = torch.stack(
             [self.normalizer.unnormalize("state", proprio[:, k], idx) for k in range(s.shape[2])],

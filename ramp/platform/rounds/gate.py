@@ -149,10 +149,15 @@ def decide(
         wins = sum(bool(_field(o, "success")) for o in candidate)
         base["candidate_interval"] = list(wilson_interval(wins, len(candidate), conf))
 
+    if production is None:
+        # Nothing to fall back on: keeping "no policy" would stop the loop (round 1 collects with
+        # production), so the first policy goes out and the alarm stays on record.
+        note = f" (the collapse alarm is raised: {collapse_reason})" if collapsed else ""
+        return GateDecision(
+            True, f"first policy: nothing in production to compare against{note}", **base
+        )
     if collapsed and collapse_veto:
         return GateDecision(False, f"advantage collapse veto: {collapse_reason}", **base)
-    if production is None:
-        return GateDecision(True, "first policy: nothing in production to compare against", **base)
     if not candidate:
         return GateDecision(False, "the candidate was not evaluated", **base)
     if not production:

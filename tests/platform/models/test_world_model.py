@@ -102,3 +102,30 @@ def test_token_pool_shortens_the_policy_context(norm_stats):
     assert pred.tokens.shape == (2, OFFSETS * 2 * 2 * 2, wm.cfg.token_dim)
     with pytest.raises(ValueError, match="token_pool"):
         preset("tiny", world_model={"token_pool": 3})
+
+
+def test_time_input_value_scale_and_zero_noise_readout(norm_stats):
+    """time_input conditions on the step (and says so when it is missing); value_scale keeps the
+    value's units at the readout; predict_noise 'zero' reads the same value every call."""
+    torch.manual_seed(0)
+    wm = build_world_model(
+        preset(
+            "tiny",
+            world_model={"time_input": True, "value_scale": 2.0, "predict_noise": "zero"},
+        ),
+        norm_stats,
+    )
+    assert wm.cfg.cond_channels == preset("tiny").world_model.cond_channels + 1
+    batch = make_batch(2, ("arm",))
+    with pytest.raises(KeyError, match="needs 'step'"):
+        wm.loss_terms({k: v for k, v in batch.items() if k != "step"})
+    batch["step"] = torch.tensor([0, 90])
+    assert torch.isfinite(wm.loss_terms(batch)["loss"]).all()
+    a = wm.predict(batch, generator=torch.Generator().manual_seed(0))
+    b = wm.predict(batch, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.value, b.value) and torch.equal(a.tokens, b.tokens)
+    late = dict(batch, step=torch.tensor([400, 490]))
+    assert not torch.equal(wm.predict(late).value, a.value)  # the step reaches the prediction
+    plane = wm._value_plane(torch.tensor([-1.0, -0.5, 0.0]))
+    assert plane.tolist() == [-2.0, 0.0, 2.0]
+    assert wm._value_of(plane).tolist() == [-1.0, -0.5, 0.0]

@@ -82,14 +82,16 @@ def test_veto_wins():
     assert gate(*pair(20, 0), collapsed=True, collapse_veto=False).promote
 
 
-def test_first_policy_promoted_unless_vetoed():
+def test_first_policy_promoted_even_under_the_alarm():
     cand, _ = pair(5, 0)
     d = gate(cand, None)
     assert d.promote and "first policy" in d.reason
     assert d.candidate_success == pytest.approx(5 / 45) and d.production_success is None
     assert d.candidate_interval is not None and d.p_value is None
     assert gate(None, None).promote  # round 0 without evaluation
-    assert not gate(cand, None, collapsed=True).promote
+    alarmed = gate(cand, None, collapsed=True, collapse_reason="tau 0.1 < 0.3")
+    assert alarmed.promote  # nothing to fall back on: round 1 collects with production
+    assert "collapse alarm is raised: tau 0.1 < 0.3" in alarmed.reason
 
 
 def test_unevaluated_candidate_keeps_production():
