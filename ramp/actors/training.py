@@ -74,9 +74,10 @@ def _worker(config: dict[str, Any]) -> None:
 
     cfg: RampConfig = config["cfg"]
     spec: fit.FitSpec = config["spec"]
-    # as many intra-op threads as CPUs reserved (at least one): more threads than cores spin
-    # against each other (10x slower steps measured on a shared 2-core machine)
-    torch.set_num_threads(max(1, int(fit.trainer_config(cfg, spec.kind).cpus_per_worker)))
+    # as many intra-op threads as CPUs reserved, rounded up (1.75 CPUs beside a 0.25-CPU Serve
+    # replica are 2 threads): more threads than cores spin against each other (10x slower steps
+    # measured on a shared 2-core machine)
+    torch.set_num_threads(max(1, math.ceil(fit.trainer_config(cfg, spec.kind).cpus_per_worker)))
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
     state = None

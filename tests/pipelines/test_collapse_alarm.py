@@ -29,6 +29,9 @@ FIT = {
     # by ~0.025 (std of the advantages measured on identical episodes), so |A| < 0.01 never holds
     # even when there is nothing to learn; configs/quickstart.yaml uses the same 0.05
     "rl.collapse.delta": 0.05,
+    # the n-step advantages this test is about (the quickstart itself uses Monte-Carlo ones)
+    "rl.advantage.mode": "n_step",
+    "rl.advantage.n_steps": 10,
 }
 
 
