@@ -2,9 +2,10 @@
 
 For each task, episodes run with seeds ``seed, seed + 1, ...``; the expert's actions get
 N(0, noise) added (the stored action is the one executed). A list of noise levels is a mix of
-operators of different skill: attempt k runs with ``noise[k % len(noise)]``. With a target success rate the
-collector keeps successes and failures in that ratio (failures teach the world model what going
-wrong looks like) and runs up to ``episodes x max_attempts_factor`` attempts per task to find them.
+operators of different skill: attempt k runs with ``noise[k % len(noise)]``. With a target
+success rate the collector keeps successes and failures in that ratio (failures teach the world
+model what going wrong looks like) and runs up to ``episodes x max_attempts_factor`` attempts
+per task to find them.
 
 Episode ids are deterministic: ``<source>-<suite>-<task>-n<noise>-s<seed>``. Re-running the same
 command on the same machine writes nothing new (the store sees identical content under the same
