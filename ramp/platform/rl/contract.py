@@ -26,7 +26,9 @@ import torch
 from torch import Tensor
 
 # Batch keys the objectives read (besides whatever the policy itself needs).
-WM_TOKENS = "wm_tokens"  # float [B, Nz, Dz]: the world model's future-state tokens
+# float [B, Nz, Dz]: the world model's future-state tokens, or a callable keep [B] -> tokens that
+# computes them only where kept (the trainer's frozen world model; masked rows are never read)
+WM_TOKENS = "wm_tokens"
 VALUE = "value"  # float [B]: the world model's value estimate at t
 INDICATOR = "indicator"  # float or bool [B]: the improvement indicator I_t
 ADVANTAGE = "advantage"  # float [B]: A_t (AWR weights)

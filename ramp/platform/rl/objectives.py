@@ -68,7 +68,7 @@ class Objective(Protocol):
 
 def _batch_size(batch: Mapping[str, Tensor]) -> tuple[int, torch.device]:
     for key in (VALUE, INDICATOR, ADVANTAGE, WM_TOKENS, "actions"):
-        if key in batch:
+        if key in batch and hasattr(batch[key], "shape"):
             return int(batch[key].shape[0]), batch[key].device
     raise KeyError(
         f"batch needs at least one of {VALUE!r}, {INDICATOR!r}, {ADVANTAGE!r}, 'actions'"
@@ -150,17 +150,19 @@ class IndicatorConditioned:
         n, device = _batch_size(batch)
         indicator = _require(batch, INDICATOR, self.name).to(torch.float32)
         if self.use_world_model:
-            z = _require(batch, WM_TOKENS, self.name)
+            z_source = _require(batch, WM_TOKENS, self.name)
             value = _require(batch, VALUE, self.name).to(torch.float32)
         else:
-            z, value = None, torch.zeros(n, device=device)
+            z_source, value = None, torch.zeros(n, device=device)
 
         def cond(i_keep: Tensor) -> Conditioning:
-            z_keep = (
-                _keep(self.z_dropout, n, generator, device)
-                if z is not None
-                else torch.zeros(n, dtype=torch.bool, device=device)
-            )
+            if z_source is None:
+                return Conditioning(
+                    None, torch.zeros(n, dtype=torch.bool, device=device), value, indicator, i_keep
+                )
+            z_keep = _keep(self.z_dropout, n, generator, device)
+            # a callable source computes z only where it is kept (the trainer's world model)
+            z = z_source(z_keep) if callable(z_source) else z_source
             return Conditioning(z, z_keep, value, indicator, i_keep)
 
         metrics: dict[str, float] = {}
@@ -191,7 +193,7 @@ class IndicatorConditioned:
         metrics["mask/indicator_dropped"] = float(
             sum(float((~c.indicator_mask).float().mean()) for c in masks) / len(masks)
         )
-        if z is not None:
+        if z_source is not None:
             metrics["mask/z_dropped"] = float(
                 sum(float((~c.z_mask).float().mean()) for c in masks) / len(masks)
             )

@@ -16,13 +16,16 @@ episode but the held-out split (``fit_ids``: ``training.world_model.holdout_frac
 labeller's value report judges the values there); the policy on
 ``rl.objectives.build_objective(cfg.rl.objective, stage)`` over the label sidecars of the named
 world-model version, and, for objectives that use the world model (RAMP), on z from the frozen
-world model: ``batch["wm_tokens"] = wm.predict(batch).tokens``. Both skip the transitional steps
-around human takeovers as start steps when ``rl.interventions.enabled`` (``data.cleaned_steps``,
-counted in the outcome's ``data/steps`` and ``data/cleaned_steps``).
+world model: ``batch["wm_tokens"]`` is ``wm.predict`` of the samples whose z the objective keeps
+(a callable of the keep mask: the world model's pass is half of a step, z_dropout masks most z).
+Both skip the transitional steps around human takeovers as start steps when
+``rl.interventions.enabled`` (``data.cleaned_steps``, counted in the outcome's ``data/steps``
+and ``data/cleaned_steps``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -219,17 +222,43 @@ def policy_step(
 
     def step(batch: dict[str, Any]) -> loop.StepOutput:
         if wm is not None:
-            tokens = wm.predict(batch, generator=generator).tokens
-            if tokens is None:
-                raise ValueError(
-                    f"objective {objective.name!r} conditions on the world model's tokens, but "
-                    f"{spec.world_model!r} (value_predictor 'vlm') predicts none"
-                )
-            batch[WM_TOKENS] = tokens
+            # z only for the samples whose z the objective keeps: the world model's forward pass
+            # is half of a step's time (measured), and z_dropout masks most samples' z anyway
+            batch[WM_TOKENS] = functools.partial(_tokens_where, wm, batch, generator, spec)
         out = objective(model, batch, generator)
         return loop.StepOutput(out.loss, out.metrics)
 
     return step
+
+
+def _select(value: Any, idx: list[int]) -> Any:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value[idx]
+    if isinstance(value, dict):
+        return {k: _select(v, idx) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [value[i] for i in idx]
+    return value
+
+
+def _tokens_where(
+    wm: nn.Module, batch: dict[str, Any], generator: torch.Generator, spec: FitSpec, keep: Any
+) -> torch.Tensor:
+    """World-model tokens (B, Nz, Dz) for the samples where ``keep`` is True; zeros elsewhere
+    (the policy never reads a masked z). With none kept, one sample gives the shape."""
+    keep = torch.as_tensor(keep).cpu()
+    idx = [int(i) for i in keep.nonzero().flatten()] or [0]
+    sub = {k: _select(v, idx) for k, v in batch.items() if k != WM_TOKENS}
+    tokens = wm.predict(sub, generator=generator).tokens
+    if tokens is None:
+        raise ValueError(
+            f"the objective conditions on the world model's tokens, but {spec.world_model!r} "
+            "(value_predictor 'vlm') predicts none"
+        )
+    out = tokens.new_zeros((keep.shape[0], *tokens.shape[1:]))
+    if bool(keep.any()):
+        out[idx] = tokens
+    return out
 
 
 # ------------------------------------------------------------------------- data preparation

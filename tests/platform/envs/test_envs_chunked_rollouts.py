@@ -230,7 +230,8 @@ def test_jobs_ids_seeds_and_calls():
     assert len({j.episode_id for j in r1 + r2}) == len(r1) + len(r2)
     a, b = evaluation_jobs(cfg, "candidate"), evaluation_jobs(cfg, "production")
     assert [(j.task, j.seed) for j in a] == [(j.task, j.seed) for j in b]
-    assert {j.seed for j in a} == set(range(1_000_000, 1_000_000 + 6))
+    n = cfg.envs.evaluation.episodes_per_task
+    assert {j.seed for j in a} == set(range(1_000_000, 1_000_000 + n))
     for envs_per_worker, workers in ((1, 2), (2, 2), (4, 1), (3, 8)):
         calls = plan_calls(r1, envs_per_worker, workers)
         assert [j for c in calls for j in c] == r1

@@ -51,6 +51,7 @@ def make_config(root: Path, **overrides: object) -> RampConfig:
         "store.root": str(root),
         "embodiments.arm": ARM,
         "training.labeller.batch_size": 16,
+        "rl.advantage.mode": "n_step",
         "rl.advantage.n_steps": 5,
     }
     base.update(overrides)

@@ -131,7 +131,8 @@ def test_world_model_loss_falls_on_the_demo_store(store):
     # the world model trains on the episodes outside the held-out split only
     train = set(fit.fit_ids(cfg, spec))
     held = set(spec.episode_ids) - train
-    assert train and held and held == set(split_ids(spec.episode_ids, 0.2)[1])
+    fraction = cfg.training.world_model.holdout_fraction
+    assert train and held and held == set(split_ids(spec.episode_ids, fraction)[1])
     assert outcome.metrics["data/train_episodes"] == len(train)
     assert outcome.metrics["data/heldout_episodes"] == len(held)
     # the demonstrations have no human in them: cleaning drops nothing, and says so
