@@ -21,7 +21,7 @@ from ramp.platform.envs.collect import policy_version_rates
 from ramp.platform.episodes import EpisodeStore
 from ramp.platform.episodes.store import EpisodeUnreadableError
 from ramp.platform.rounds import history
-from ramp.platform.rounds.gate import decide
+from ramp.platform.rounds.gate import decide, veto_reasons
 from ramp.platform.rounds.manifest import RoundManifest, load_manifest
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,8 @@ class RoundStages:
                 "collapsed": verdict.collapsed,
                 "reasons": list(verdict.reasons),
                 "reason": verdict.reason,
+                "advantage_reasons": verdict.advantage_reasons,
+                "value_reasons": list(verdict.value_reasons),
             },
             "interventions": res.interventions.metrics(),
             "wall_s": res.wall_s,
@@ -272,14 +274,15 @@ class RoundStages:
             return list((evaluated.get(label) or {}).get("outcomes") or [])
 
         verdict = m.stages["label"].result.get("verdict", {})
+        vetoing = veto_reasons(verdict, self.cfg.envs.evaluation.veto_on)
         decision = decide(
             outcomes("candidate") or None,
             outcomes("production") if m.versions.production_before else None,
             level=self.cfg.envs.evaluation.test_level,
             margin=self.cfg.envs.evaluation.margin,
-            collapsed=bool(verdict.get("collapsed", False)),
+            collapsed=bool(vetoing),
             collapse_veto=self.cfg.envs.evaluation.collapse_veto,
-            collapse_reason=str(verdict.get("reason", "")),
+            collapse_reason="; ".join(vetoing),
         )
         if decision.promote:
             m.versions.production = m.versions.policy

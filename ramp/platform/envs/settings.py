@@ -257,6 +257,12 @@ class EvaluationConfig(StrictModel):
     collapse_veto: bool = Field(
         default=True, description="never promote a candidate trained on collapsed advantages"
     )
+    veto_on: list[Literal["advantages", "values"]] = Field(
+        default_factory=lambda: ["advantages", "values"],
+        description="which alarm reasons veto: advantages (near 0, no spread, positive share out "
+        "of range) and/or values (held-out ranking or scale worse than the step index); the "
+        "others are still raised and tracked",
+    )
     max_steps: int | None = Field(default=None, ge=1, description="None = as rollouts")
 
 

@@ -186,10 +186,16 @@ class CollapseVerdict:
     collapsed: bool
     reasons: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)  # scopes checked: "all", "task <name>"
+    value_reasons: list[str] = field(default_factory=list)  # the reasons about value quality
 
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons) if self.reasons else "ok: no collapse signal"
+
+    @property
+    def advantage_reasons(self) -> list[str]:
+        """The reasons about the advantages themselves (near 0, no spread, positive share)."""
+        return [r for r in self.reasons if r not in self.value_reasons]
 
 
 def _tasks_in(metrics: dict[str, float]) -> list[str]:
@@ -257,6 +263,7 @@ def collapse_check(metrics: dict[str, float], cfg: CollapseConfig) -> CollapseVe
     0), the in-sample figures against ``min_kendall_tau`` and ``max_value_mae``, as before.
     """
     reasons: list[str] = []
+    values: list[str] = []
     heldout = f"{HELDOUT}/episodes" in metrics
     scopes = [("all", "adv", "value")]
     for task in _tasks_in(metrics):
@@ -282,18 +289,19 @@ def collapse_check(metrics: dict[str, float], cfg: CollapseConfig) -> CollapseVe
             continue
         tau = metrics.get(f"{val}/kendall_tau")
         if tau is not None and not math.isnan(tau) and tau < cfg.min_kendall_tau:
-            reasons.append(
+            values.append(
                 f"{scope}: value-vs-return Kendall tau {tau:.3f} < min_kendall_tau "
                 f"{cfg.min_kendall_tau:g} (in-sample): the world model's values do not rank steps"
             )
         mae = metrics.get(f"{val}/mae")
         if mae is not None and mae > cfg.max_value_mae:
-            reasons.append(
+            values.append(
                 f"{scope}: value MAE {mae:.3f} > max_value_mae {cfg.max_value_mae:g} (in-sample)"
             )
     checked = [s for s, _, _ in scopes]
     if heldout:
         value_reasons, value_scopes = _value_reasons_heldout(metrics, cfg)
-        reasons += value_reasons
+        values += value_reasons
         checked += value_scopes
-    return CollapseVerdict(bool(reasons), reasons, checked)
+    reasons += values
+    return CollapseVerdict(bool(reasons), reasons, checked, values)

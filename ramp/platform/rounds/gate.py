@@ -187,3 +187,20 @@ def decide(
             False, f"{evidence} < {level:g} but {diff:+.2f} <= margin {margin:g}: keep", **base
         )
     return GateDecision(True, f"{evidence} < {level:g}: promote", **base)
+
+
+def veto_reasons(verdict: dict[str, Any], veto_on: Sequence[str]) -> list[str]:
+    """The alarm reasons of a label stage's verdict (its JSON form) that may veto a promotion.
+
+    A verdict recorded before reasons had kinds has no ``advantage_reasons``: all of its
+    reasons count, as they did then."""
+    if not verdict.get("collapsed"):
+        return []
+    if "advantage_reasons" not in verdict:
+        return list(verdict.get("reasons") or [verdict.get("reason", "collapsed")])
+    out: list[str] = []
+    if "advantages" in veto_on:
+        out += list(verdict.get("advantage_reasons") or [])
+    if "values" in veto_on:
+        out += list(verdict.get("value_reasons") or [])
+    return out

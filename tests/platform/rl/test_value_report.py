@@ -233,6 +233,9 @@ def test_a_world_model_no_better_than_the_step_index_raises_the_alarm():
     assert m["value/insample/kendall_tau"] == pytest.approx(1.0)  # in-sample it looks perfect
     verdict = collapse_check(m, CHECK)
     assert verdict.collapsed
+    # these are value reasons: the gate may veto on them or only on the advantage ones
+    assert verdict.value_reasons and set(verdict.value_reasons) <= set(verdict.reasons)
+    assert not set(verdict.advantage_reasons) & set(verdict.value_reasons)
     text = verdict.reason
     tau, base = (
         m["value/heldout/task/a/kendall_tau"],

@@ -175,3 +175,22 @@ def test_round_stages_promote_reads_the_manifest_outcomes(tmp_path):
     assert res["gate"]["promote"] and m.versions.production == "policy-r1-a"
     assert res["gate"]["n"] == 45 and res["gate"]["level"] == cfg.envs.evaluation.test_level
     assert said == [f"  gate: PROMOTE: {res['gate']['reason']}"]
+
+
+def test_veto_reasons_follow_veto_on():
+    from ramp.platform.rounds.gate import veto_reasons
+
+    verdict = {
+        "collapsed": True,
+        "reasons": ["all: advantages are collapsing to 0", "all: ranks no better than the step"],
+        "advantage_reasons": ["all: advantages are collapsing to 0"],
+        "value_reasons": ["all: ranks no better than the step"],
+    }
+    assert veto_reasons(verdict, ["advantages", "values"]) == verdict["reasons"]
+    assert veto_reasons(verdict, ["advantages"]) == ["all: advantages are collapsing to 0"]
+    assert veto_reasons(verdict, []) == []
+    values_only = dict(verdict, advantage_reasons=[])
+    assert veto_reasons(values_only, ["advantages"]) == []  # tracked, not vetoing
+    assert veto_reasons({"collapsed": False}, ["advantages"]) == []
+    old = {"collapsed": True, "reasons": ["tau 0.1 < 0.3"]}  # a manifest from before the kinds
+    assert veto_reasons(old, ["advantages"]) == ["tau 0.1 < 0.3"]
