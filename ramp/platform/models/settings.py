@@ -323,6 +323,17 @@ class WorldModelConfig(StrictModel):
     time_scale: float = Field(
         default=500.0, gt=0, description="steps that map to 1.0 in the time plane (time_input)"
     )
+    value_baseline: Literal["none", "time"] = Field(
+        default="none",
+        description="time: the value plane holds the value minus the time-only baseline b(task, "
+        "t) (the mean training return at step t of the task), and predictions add it back, so "
+        "the network learns what the step index does not tell; none: the value itself",
+    )
+    value_baseline_table: dict[str, list[float]] | None = Field(
+        default=None,
+        description="set by the trainer from the fit's training episodes: task -> mean return "
+        "per step ('*': all tasks); steps past the end take the last entry",
+    )
     predict_noise: Literal["sample", "zero"] = Field(
         default="sample",
         description="where predict() starts: sample = a Gaussian draw (the paper; the value then "

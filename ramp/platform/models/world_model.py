@@ -252,6 +252,9 @@ class WorldModel(nn.Module):
         value = self._value_target(batch)
         present = torch.isfinite(value)
         value = torch.where(present, value, torch.zeros_like(value))
+        base = self._baseline(batch, b)
+        if base is not None:
+            value = torch.where(present, value - base, value)
         if self.vlm is not None:
             pred = self._vlm_value(batch, idx)
             v = (pred - value) ** 2 * present
@@ -301,6 +304,32 @@ class WorldModel(nn.Module):
         )
         return terms
 
+    def _baseline(self, batch: Mapping[str, Any], b: int) -> Tensor | None:
+        """b(task, t) per sample for ``value_baseline: time`` (None otherwise); a task the table
+        does not know, or a batch without tasks, takes the all-task row '*'."""
+        table = self.cfg.value_baseline_table
+        if self.cfg.value_baseline != "time":
+            return None
+        if not table:
+            raise ValueError(
+                "value_baseline 'time' needs value_baseline_table (the trainer sets it from the "
+                "training episodes; a checkpoint carries it)"
+            )
+        if "step" not in batch:
+            raise KeyError(
+                "this world model predicts the value over a per-step baseline (value_baseline "
+                "'time'): the observation needs 'step' (B,), the index of the step in its episode"
+            )
+        steps = as_tensor(batch["step"], torch.device("cpu")).reshape(-1).long().tolist()
+        tasks = batch.get("task")
+        tasks = [tasks] * b if isinstance(tasks, str) or tasks is None else list(tasks)
+        out = []
+        for task, t in zip(tasks, steps, strict=True):
+            row = table.get(task) if task is not None else None
+            row = row or table["*"]
+            out.append(row[min(max(t, 0), len(row) - 1)])
+        return torch.tensor(out, dtype=torch.float32, device=self.device)
+
     def _value_plane(self, value: Tensor) -> Tensor:
         """The value as the state holds it (``value_scale``); ``_value_of`` inverts it."""
         k = self.cfg.value_scale
@@ -341,8 +370,10 @@ class WorldModel(nn.Module):
         embodiment} (training batches work too), in ``denoise_steps`` (default: predict_steps)."""
         b = batch_size_of(obs)
         idx = self.normalizer.indices(batch_embodiments(obs, b))
+        base = self._baseline(obs, b)
         if self.vlm is not None:
-            return WorldModelPrediction(None, self._vlm_value(obs, idx), None, None)
+            value = self._vlm_value(obs, idx)
+            return WorldModelPrediction(None, value if base is None else value + base, None, None)
         cond, text, _ = self._condition(obs, idx)
         shape = (b, self.cfg.state_channels, *cond.shape[2:])
         if self.cfg.predict_noise == "zero":
@@ -356,9 +387,11 @@ class WorldModel(nn.Module):
         s = euler_sample(velocity, noise, denoise_steps or self.cfg.predict_steps)
         if self.cfg.value_predictor == "value_only":
             value = self._value_of(s[:, 0].mean((1, 2, 3)))
+            value = value if base is None else value + base
             return WorldModelPrediction(self.tokens(s), value, None, None)
         c = self.cfg.vae.latent_channels
         value = self._value_of(s[:, c].mean((1, 2, 3)))
+        value = value if base is None else value + base
         proprio = untile(s[:, c + 1 :])  # (B, F, S) normalised
         raw = torch.stack(
             [self.normalizer.unnormalize("state", proprio[:, k], idx) for k in range(s.shape[2])],

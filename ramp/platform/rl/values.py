@@ -34,7 +34,7 @@ from ramp.platform.rl.relabel import ValuedEpisodes
 
 # What ``WorldModel.predict`` reads of a training sample; the rest (future frames, action
 # chunks) is dropped before batching so a batch holds no more than the model needs.
-OBSERVATION_KEYS = ("images", "state", "instruction", "embodiment", "step")
+OBSERVATION_KEYS = ("images", "state", "instruction", "embodiment", "step", "task")
 
 
 def episode_seed(seed: int, episode_id: str) -> int:

@@ -60,9 +60,32 @@ class ValueTargets:
 
     returns: dict[str, np.ndarray]
     scale: RewardScale
+    tasks: dict[str, str] | None = None  # episode id -> task
 
     def at(self, episode_id: str, step: int) -> np.float32:
         return self.returns[episode_id][step]
+
+    def time_baseline(self, episode_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The time-only baseline of ``episode_ids`` (the world model's training episodes): per
+        task, the mean return at each step over the episodes that reach it; '*' over all tasks.
+        The value report's time-only baseline is this, fitted on the same train split."""
+        groups: dict[str, list[np.ndarray]] = {"*": []}
+        for eid in episode_ids:
+            r = self.returns[eid]
+            groups["*"].append(r)
+            if self.tasks is not None:
+                groups.setdefault(self.tasks[eid], []).append(r)
+        table = {}
+        for key, rows in groups.items():
+            if not rows:
+                continue
+            length = max(len(r) for r in rows)
+            total, count = np.zeros(length), np.zeros(length)
+            for r in rows:
+                total[: len(r)] += r
+                count[: len(r)] += 1
+            table[key] = [float(x) for x in total / np.maximum(count, 1)]
+        return table
 
 
 def steps_table(store: EpisodeStore, episode_ids: Sequence[str]) -> pa.Table:
@@ -101,7 +124,11 @@ def value_targets(
         eid: returns[episodes.offsets[i] : episodes.offsets[i + 1]]
         for i, eid in enumerate(episodes.episode_ids)
     }
-    return ValueTargets(out, scale)
+    tasks = {
+        eid: episodes.task_names[int(episodes.task[i])]
+        for i, eid in enumerate(episodes.episode_ids)
+    }
+    return ValueTargets(out, scale, tasks)
 
 
 @dataclass(frozen=True)

@@ -369,6 +369,10 @@ def run(
     stats = NormStats.from_json(state.info["norm_stats"]) if state is not None else prepared.stats
     model = build_model(cfg, spec, store, stats, device, _seed(tcfg.seed, spec.round_))
     stats = model.norm_stats  # with an init checkpoint's statistics merged in
+    if spec.kind == "world-model" and model.cfg.value_baseline == "time":
+        assert prepared.targets is not None
+        # refitted every fit on this fit's training episodes (never the held-out split)
+        model.cfg.value_baseline_table = prepared.targets.time_baseline(fit_ids(cfg, spec))
     torch.manual_seed(_seed(tcfg.seed, spec.round_, rank + 1))  # noise differs per rank
     generator = torch.Generator().manual_seed(_seed(tcfg.seed, spec.round_, rank + 1, 1))
     if spec.kind == "world-model":

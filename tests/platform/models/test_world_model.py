@@ -129,3 +129,34 @@ def test_time_input_value_scale_and_zero_noise_readout(norm_stats):
     plane = wm._value_plane(torch.tensor([-1.0, -0.5, 0.0]))
     assert plane.tolist() == [-2.0, 0.0, 2.0]
     assert wm._value_of(plane).tolist() == [-1.0, -0.5, 0.0]
+
+
+def test_time_baseline_value_is_added_back(norm_stats):
+    """value_baseline 'time': the network's value plane is the residual over b(task, t), and the
+    prediction adds b back (unknown tasks take the all-task row); no table is an error."""
+    torch.manual_seed(0)
+    table = {"*": [-0.5, -0.4, -0.3], "a": [-0.9, -0.8, -0.7]}
+    wm = build_world_model(
+        preset(
+            "tiny",
+            world_model={
+                "value_baseline": "time",
+                "value_baseline_table": table,
+                "predict_noise": "zero",
+            },
+        ),
+        norm_stats,
+    )
+    batch = make_batch(2, ("arm",))
+    batch["step"] = torch.tensor([1, 7])  # 7 is past the table: its last entry
+    base_a = wm._baseline({**batch, "task": ["a", "a"]}, 2)
+    assert base_a.tolist() == pytest.approx([-0.8, -0.7])
+    assert wm._baseline({**batch, "task": ["zzz", "a"]}, 2).tolist() == pytest.approx([-0.4, -0.7])
+    plain = wm.predict({**batch, "task": ["zzz", "zzz"]}).value
+    shifted = wm.predict({**batch, "task": ["a", "a"]}).value
+    assert (shifted - plain).tolist() == pytest.approx([-0.4, -0.4], abs=1e-5)
+    batch["value_target"] = base_a.clone()
+    assert torch.isfinite(wm.loss_terms({**batch, "task": ["a", "a"]})["value"]).all()
+    wm.cfg.value_baseline_table = None
+    with pytest.raises(ValueError, match="value_baseline_table"):
+        wm.predict(batch)

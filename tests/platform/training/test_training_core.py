@@ -246,3 +246,23 @@ def test_init_starts_from_the_named_checkpoint(store, tmp_path, where):
     for name, t in start.state_dict().items():  # one step at lr 1e-12: the init's weights
         torch.testing.assert_close(trained[name], t, rtol=0, atol=1e-9)
     assert outcome.version != init and outcome.version.startswith("world-model-r1-")
+
+
+def test_time_baseline_of_value_targets():
+    from ramp.platform.rl.rewards import RewardScale
+    from ramp.platform.training.data import ValueTargets
+
+    targets = ValueTargets(
+        {
+            "a1": np.array([-0.4, -0.2], np.float32),
+            "a2": np.array([-0.6, -0.4, -0.2], np.float32),
+            "b1": np.array([-1.0], np.float32),
+            "held": np.array([9.0], np.float32),
+        },
+        RewardScale({}, {}, {}),
+        {"a1": "a", "a2": "a", "b1": "b", "held": "a"},
+    )
+    table = targets.time_baseline(["a1", "a2", "b1"])  # "held" is not a training episode
+    assert table["a"] == pytest.approx([-0.5, -0.3, -0.2])
+    assert table["b"] == pytest.approx([-1.0])
+    assert table["*"] == pytest.approx([-2.0 / 3, -0.3, -0.2])
