@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup quickstart system-deps lerobot-env test test-fast lint format bench bench-quick clean
 
 help:
-	@echo "make quickstart  the whole loop on this machine (MetaWorld, tiny models, ~15 min on 2 CPUs)"
+	@echo "make quickstart  the whole loop on this machine (MetaWorld, tiny models, ~20 min on 2 CPUs)"
 	@echo "make setup       build $(VENV) with the pinned dependency set (constraints.txt)"
 	@echo "make test        set up if needed, then run the whole suite (slow tests included)"
 	@echo "make test-fast   skip tests marked slow (quick local loop)"
