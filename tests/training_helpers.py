@@ -33,11 +33,26 @@ def episode_ids(store: EpisodeStore) -> list[str]:
     return [e.episode_id for e in store.episodes()]
 
 
-def publish_world_model(store: EpisodeStore, cfg: RampConfig, round_: int = 0) -> str:
-    """A randomly initialised world model published in the store (what the RAMP policy reads)."""
+def random_world_model(store: EpisodeStore, cfg: RampConfig):
+    """A randomly initialised world model of ``cfg`` over the store's episodes. A value over the
+    step-index baseline (the quickstart's ``value_baseline: time``) gets the table the trainer
+    would fit, here on every episode of the store."""
+    from ramp.platform.rl.rewards import env_t_max
+    from ramp.platform.training.data import value_targets
+
     torch.manual_seed(0)
     wm = build_world_model(cfg.models, compute_norm_stats(store))
-    version, _ = publish_checkpoint(wm, store.fs, round_=round_)
+    if wm.cfg.value_baseline == "time":
+        ids = [e.episode_id for e in store.episodes()]
+        wm.cfg.value_baseline_table = value_targets(
+            store, ids, cfg.rl, env_t_max(cfg)
+        ).time_baseline(ids)
+    return wm
+
+
+def publish_world_model(store: EpisodeStore, cfg: RampConfig, round_: int = 0) -> str:
+    """A randomly initialised world model published in the store (what the RAMP policy reads)."""
+    version, _ = publish_checkpoint(random_world_model(store, cfg), store.fs, round_=round_)
     return version
 
 
