@@ -204,6 +204,11 @@ def round_summary(m: Any) -> dict[str, Any]:
         "p_value": gate.get("p_value"),
         "value_tau_heldout": lab.get("value_tau_heldout"),
         "value_tau_time_baseline": lab.get("value_tau_time_baseline"),
+        # per task: the held-out tau next to the time-only baseline's on the same split
+        "value_tau_per_task": {
+            r["task"]: {"heldout": r.get("tau_wm"), "time_baseline": r.get("tau_time")}
+            for r in (lab.get("value_report") or {}).get("tasks", [])
+        },
         "positive_fraction": lab.get("positive_fraction"),
         "episodes_per_policy": gate.get("n"),
         "minutes": sum(r.wall_s or 0 for r in st.values()) / 60,
