@@ -37,6 +37,10 @@ def tiny_config(root: str | Path, **overrides: Any) -> RampConfig:
         "training.policy.batch_size": 4,
         "training.world_model.num_workers": 1,
         "training.policy.num_workers": 1,
+        # the session's 2-CPU cluster also holds the deploy tests' Serve replicas: the
+        # quickstart's 1.75-CPU fits would wait for CPUs that never come free
+        "training.world_model.cpus_per_worker": 0.5,
+        "training.policy.cpus_per_worker": 0.5,
         "training.labeller.num_actors": 1,
         "tracking.enabled": False,
         "round.deploy": "never",

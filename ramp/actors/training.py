@@ -129,6 +129,52 @@ def _result(outcome: fit.FitOutcome, **metrics: float) -> TrainResult:
     )
 
 
+def _config_key(kind: str) -> str:
+    return "training.world_model" if kind == "world-model" else "training.policy"
+
+
+def wait_for_resources(kind: str, tcfg: Any, say: Any = None) -> None:
+    """Fail fast, naming the fields, when the fit's workers cannot be placed.
+
+    Ray Train waits for resources forever: a fit asking for more CPUs than the cluster has, or
+    than a live Serve replica leaves free, hangs with no message. A request the cluster can never
+    meet fails here at once; one it cannot meet now is waited for ``resource_wait_s``.
+    """
+    import ray
+
+    need = {"CPU": tcfg.cpus_per_worker * tcfg.num_workers}
+    if tcfg.gpus_per_worker > 0:
+        need["GPU"] = tcfg.gpus_per_worker * tcfg.num_workers
+    key = _config_key(kind)
+    total = ray.cluster_resources()
+    for res, amount in need.items():
+        if total.get(res, 0.0) + 1e-9 < amount:
+            field = "cpus_per_worker" if res == "CPU" else "gpus_per_worker"
+            raise ValueError(
+                f"{key}: num_workers x {field} asks for {amount:g} {res}s but the Ray cluster has "
+                f"{total.get(res, 0.0):g}; lower {key}.{field} or {key}.num_workers, or add nodes"
+            )
+    deadline = time.monotonic() + tcfg.resource_wait_s
+    told = False
+    while True:
+        free = ray.available_resources()
+        short = {r: a for r, a in need.items() if free.get(r, 0.0) + 1e-9 < a}
+        if not short:
+            return
+        what = ", ".join(f"{a:g} {r}s (free: {free.get(r, 0.0):g})" for r, a in short.items())
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{kind} fit: waited {tcfg.resource_wait_s:g} s ({key}.resource_wait_s) "
+                f"for {what}; "
+                "other actors hold them (a Serve replica, another fit: see the Ray dashboard). "
+                f"Lower {key}.cpus_per_worker or serve.num_cpus, or stop what holds them"
+            )
+        if not told and say is not None:
+            say(f"  {kind} fit waiting for {what}")
+            told = True
+        time.sleep(1.0)
+
+
 def train(cfg: RampConfig, spec: fit.FitSpec) -> TrainResult:
     """Run (or resume, or return the finished) fit ``spec`` on the connected Ray cluster."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -148,6 +194,7 @@ def train(cfg: RampConfig, spec: fit.FitSpec) -> TrainResult:
             failures=0.0,
         )
     fit.check_spec(cfg, store, spec)
+    wait_for_resources(spec.kind, tcfg, print)
     path, filesystem = run_storage(store)
     resources = {"CPU": tcfg.cpus_per_worker}
     if tcfg.gpus_per_worker > 0:

@@ -148,3 +148,37 @@ def test_a_driver_killed_mid_fit_is_resumed_by_the_same_run_name(ray_cluster, de
     assert res.steps == 60
     assert res.resumed_from_step in (10, 20, 30, 40, 50), res.resumed_from_step
     assert [h["step"] for h in res.history] == [10, 20, 30, 40, 50, 60]
+
+
+def test_a_fit_the_cluster_cannot_place_fails_with_the_field_instead_of_hanging(
+    ray_cluster, demo_store
+):
+    """Ray Train waits for resources forever; ramp names the field at once (more CPUs than the
+    cluster has) or after ``resource_wait_s`` (CPUs held by another actor)."""
+    import ray
+
+    from ramp.actors.training import wait_for_resources
+
+    cfg = training_config(demo_store, **{"training.world_model.cpus_per_worker": 3.0})
+    with pytest.raises(ValueError, match=r"training\.world_model.*3 CPUs.*cluster has 2"):
+        wait_for_resources("world-model", cfg.training.world_model)
+
+    @ray.remote(num_cpus=0)
+    class Holder:
+        def ready(self) -> bool:
+            return True
+
+    free = ray.available_resources().get("CPU", 0.0)
+    holder = Holder.options(num_cpus=free).remote()  # every CPU the session has free now
+    try:
+        ray.get(holder.ready.remote())
+        tcfg = training_config(
+            demo_store,
+            **{"training.policy.cpus_per_worker": 0.5, "training.policy.resource_wait_s": 2},
+        ).training.policy
+        said: list[str] = []
+        with pytest.raises(TimeoutError, match=r"training\.policy\.resource_wait_s.*0\.5 CPUs"):
+            wait_for_resources("policy", tcfg, said.append)
+        assert said and "waiting for 0.5 CPUs" in said[0]
+    finally:
+        ray.kill(holder)

@@ -48,6 +48,12 @@ class TrainerConfig(StrictModel):
         default=None, ge=1, description="episodes decoded together; None = sampling.shuffle_window"
     )
     log_every: int = Field(default=10, ge=1, description="steps between reported losses")
+    resource_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds a fit waits for its workers' CPUs/GPUs to be free before it fails "
+        "with a message naming what holds them (Ray Train itself would wait forever)",
+    )
 
     @model_validator(mode="after")
     def _warmup(self) -> TrainerConfig:
