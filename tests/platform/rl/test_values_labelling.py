@@ -118,12 +118,10 @@ def cfg(template, tmp_path) -> RampConfig:
 
 @pytest.fixture(scope="module")
 def world_model(template):
-    from ramp.platform.models.build import build_world_model
-    from ramp.platform.models.normalization import compute_norm_stats
+    from training_helpers import random_world_model
 
     cfg = make_config(template)
-    torch.manual_seed(0)
-    return build_world_model(cfg.models, compute_norm_stats(EpisodeStore.from_config(cfg)))
+    return random_world_model(EpisodeStore.from_config(cfg), cfg)
 
 
 @pytest.fixture(autouse=True)
