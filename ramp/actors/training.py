@@ -129,8 +129,12 @@ def _result(outcome: fit.FitOutcome, **metrics: float) -> TrainResult:
     )
 
 
-def _config_key(kind: str) -> str:
-    return "training.world_model" if kind == "world-model" else "training.policy"
+def _worker_resources(tcfg: Any) -> dict[str, float]:
+    """What one Ray Train worker asks for (GPU only when asked)."""
+    resources = {"CPU": tcfg.cpus_per_worker}
+    if tcfg.gpus_per_worker > 0:
+        resources["GPU"] = tcfg.gpus_per_worker
+    return resources
 
 
 def wait_for_resources(kind: str, tcfg: Any, say: Any = None) -> None:
@@ -142,10 +146,8 @@ def wait_for_resources(kind: str, tcfg: Any, say: Any = None) -> None:
     """
     import ray
 
-    need = {"CPU": tcfg.cpus_per_worker * tcfg.num_workers}
-    if tcfg.gpus_per_worker > 0:
-        need["GPU"] = tcfg.gpus_per_worker * tcfg.num_workers
-    key = _config_key(kind)
+    need = {r: a * tcfg.num_workers for r, a in _worker_resources(tcfg).items()}
+    key = fit.trainer_key(kind)
     total = ray.cluster_resources()
     for res, amount in need.items():
         if total.get(res, 0.0) + 1e-9 < amount:
@@ -196,9 +198,7 @@ def train(cfg: RampConfig, spec: fit.FitSpec) -> TrainResult:
     fit.check_spec(cfg, store, spec)
     wait_for_resources(spec.kind, tcfg, print)
     path, filesystem = run_storage(store)
-    resources = {"CPU": tcfg.cpus_per_worker}
-    if tcfg.gpus_per_worker > 0:
-        resources["GPU"] = tcfg.gpus_per_worker
+    resources = _worker_resources(tcfg)
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"cfg": cfg, "spec": spec},

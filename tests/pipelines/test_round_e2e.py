@@ -190,7 +190,7 @@ def test_quickstart_summary_pairs_round0_and_final_on_fresh_seeds(tiny_rounds, m
     assert rows[0]["decision"] == "promote"  # the first policy
     for r in rows:  # every task's held-out tau sits next to its time-only baseline's
         per_task = r["value_tau_per_task"]
-        assert set(per_task) <= set(tasks)
+        assert set(per_task) == set(tasks), per_task
         assert all(set(v) == {"heldout", "time_baseline"} for v in per_task.values())
     assert rows[1]["p_value"] is not None and rows[1]["episodes_per_policy"] == 2 * len(tasks)
     assert body["final_vs_round0"]["interval"] == [lo, hi]

@@ -102,10 +102,15 @@ def fit_ids(cfg: RampConfig, spec: FitSpec) -> tuple[str, ...]:
     return tuple(train)
 
 
-def trainer_config(cfg: RampConfig, kind: str) -> TrainerConfig:
+def trainer_key(kind: str) -> str:
+    """The config section of a fit's trainer, as errors name it."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return cfg.training.world_model if kind == "world-model" else cfg.training.policy
+    return "training.world_model" if kind == "world-model" else "training.policy"
+
+
+def trainer_config(cfg: RampConfig, kind: str) -> TrainerConfig:
+    return getattr(cfg.training, trainer_key(kind).removeprefix("training."))
 
 
 def _seed(*parts: int) -> int:
