@@ -340,6 +340,18 @@ class WorldModelConfig(StrictModel):
         "carries the draw's noise), zero = the noise's mean, so one step gives the model's "
         "estimate of E[s | observation] and the value (and z) are deterministic",
     )
+    value_readout: Literal["flow", "head"] = Field(
+        default="flow",
+        description="where predict() reads the value: flow = the mean of the denoised value "
+        "plane (the paper; one step from noise, so it carries the draw's noise); head = a small "
+        "MLP trained beside the DiT by MSE on the same target, reading the observation's state, "
+        "step and instruction: deterministic, and it shrinks towards the baseline where the "
+        "data does not tell (docs/models.md, 'The value readout'). The DiT still denoises the "
+        "value plane either way, so the policy's z carries it",
+    )
+    value_head_width: int = Field(
+        default=64, ge=1, description="hidden width of the value head (value_readout: head)"
+    )
     token_pool: int = Field(
         default=1,
         ge=1,
@@ -369,6 +381,11 @@ class WorldModelConfig(StrictModel):
     def _consistent(self) -> WorldModelConfig:
         if self.value_predictor == "vlm" and self.vlm is None:
             raise ValueError("value_predictor 'vlm' needs a 'vlm' backbone section")
+        if self.value_predictor == "vlm" and self.value_readout == "head":
+            raise ValueError(
+                "value_readout 'head' reads the value beside the DiT; value_predictor 'vlm' has "
+                "no DiT and is a regression head already: set value_readout: flow"
+            )
         cells = self.image_size // self.vae.compression
         if self.image_size % self.vae.compression or cells % 2:
             raise ValueError(

@@ -101,6 +101,7 @@ class WorldModel(nn.Module):
         self.bos_id = bos if bos is not None else special_id(self.tokenizer, "<bos>")
         self.normalizer = Normalizer(cfg.max_state_dim, None, cfg.norm_mode)
         self.vlm: VLMValuePredictor | None = None
+        self.value_head: nn.Sequential | None = None
         if cfg.value_predictor == "vlm":
             assert cfg.vlm is not None  # checked by the settings
             vocab_vlm = cfg.vlm.text.vocab_size or vocab
@@ -124,6 +125,16 @@ class WorldModel(nn.Module):
                 ffn_dim=t.ffn_dim,
                 num_layers=t.num_layers,
             )
+            if cfg.value_readout == "head":
+                width = cfg.value_head_width
+                d_in = 2 * cfg.max_state_dim + cfg.text_encoder.d_model + int(cfg.time_input)
+                self.value_head = nn.Sequential(
+                    nn.Linear(d_in, width),
+                    nn.GELU(),
+                    nn.Linear(width, width),
+                    nn.GELU(),
+                    nn.Linear(width, 1),
+                )
             if t.weights is not None:
                 patch = 4  # proj_out rows are (1 x 2 x 2 patch positions) x channels
                 load_widened(
@@ -222,6 +233,22 @@ class WorldModel(nn.Module):
         text = self.encode_text(batch["instruction"], b)
         return cond, text, z_t
 
+    def _head_value(self, batch: Mapping[str, Any], idx: Tensor, text: Tensor) -> Tensor:
+        """The value head's (B,) value (over the baseline when there is one): an MLP on the
+        normalised state with its valid-dims mask, the step (time_input) and the mean of the
+        instruction's embeddings. Deterministic, so labels carry no sampling noise."""
+        assert self.value_head is not None
+        b = idx.shape[0]
+        dims = self.normalizer.dims("state", idx).float()
+        parts = [self._state_input(batch, idx, "state").float() * dims, dims]
+        if self.cfg.time_input:
+            t = as_tensor(batch["step"], self.device, torch.float32).reshape(b, 1)
+            parts.append(t / self.cfg.time_scale)
+        valid = (text.abs().sum(-1, keepdim=True) > 0).float()  # encode_text zeroes padding
+        parts.append((text.float() * valid).sum(1) / valid.sum(1).clamp_min(1.0))
+        x = torch.cat(parts, -1).to(self.value_head[0].weight.dtype)
+        return self.value_head(x).float().squeeze(-1)
+
     def _w(self, x: Tensor, sigma: Tensor, cond: Tensor, text: Tensor) -> Tensor:
         """The DiT's output W (PAPER.md: trained towards s - eps), float32."""
         dtype = self.transformer.patch_embedding.weight.dtype
@@ -280,9 +307,13 @@ class WorldModel(nn.Module):
         out = self._w(interpolate(s, eps, sigma), sigma, cond, text)
         err = (out - (s - eps)) ** 2  # (B, C, F, h, W)
         terms = {}
+        head = 0.0
+        if self.value_head is not None:
+            terms["value_head"] = (self._head_value(batch, idx, text) - value) ** 2 * present
+            head = self.cfg.value_weight * terms["value_head"]
         if self.cfg.value_predictor == "value_only":
             terms["value"] = err.mean((1, 2, 3, 4)) * present
-            terms["loss"] = self.cfg.value_weight * terms["value"]
+            terms["loss"] = self.cfg.value_weight * terms["value"] + head
             return terms
         c = self.cfg.vae.latent_channels
         fmask = (
@@ -301,6 +332,7 @@ class WorldModel(nn.Module):
             self.cfg.latent_weight * terms["latent"]
             + self.cfg.value_weight * terms["value"]
             + self.cfg.proprio_weight * terms["proprio"]
+            + head
         )
         return terms
 
@@ -385,13 +417,14 @@ class WorldModel(nn.Module):
             return -self._w(x, sigma, cond, text)  # W estimates s - eps = -(eps - s)
 
         s = euler_sample(velocity, noise, denoise_steps or self.cfg.predict_steps)
-        if self.cfg.value_predictor == "value_only":
-            value = self._value_of(s[:, 0].mean((1, 2, 3)))
-            value = value if base is None else value + base
-            return WorldModelPrediction(self.tokens(s), value, None, None)
-        c = self.cfg.vae.latent_channels
-        value = self._value_of(s[:, c].mean((1, 2, 3)))
+        c = 0 if self.cfg.value_predictor == "value_only" else self.cfg.vae.latent_channels
+        if self.value_head is not None:
+            value = self._head_value(obs, idx, text)
+        else:
+            value = self._value_of(s[:, c].mean((1, 2, 3)))
         value = value if base is None else value + base
+        if self.cfg.value_predictor == "value_only":
+            return WorldModelPrediction(self.tokens(s), value, None, None)
         proprio = untile(s[:, c + 1 :])  # (B, F, S) normalised
         raw = torch.stack(
             [self.normalizer.unnormalize("state", proprio[:, k], idx) for k in range(s.shape[2])],

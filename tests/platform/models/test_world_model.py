@@ -160,3 +160,36 @@ def test_time_baseline_value_is_added_back(norm_stats):
     wm.cfg.value_baseline_table = None
     with pytest.raises(ValueError, match="value_baseline_table"):
         wm.predict(batch)
+
+
+def test_value_head_readout_is_deterministic_and_learns(norm_stats):
+    """value_readout 'head': the value comes from the MLP beside the DiT (the same value from any
+    noise draw), it trains by MSE on the same target next to the DiT's value plane, and a few
+    steps on one batch move it towards the target; 'vlm' has no DiT to sit beside."""
+    torch.manual_seed(0)
+    wm = build_world_model(
+        preset("tiny", world_model={"time_input": True, "value_readout": "head"}), norm_stats
+    )
+    batch = make_batch(4, ("arm", "bimanual"))
+    batch["step"] = torch.tensor([0, 10, 20, 30])
+    batch[VALUE_TARGET] = torch.tensor([-0.9, -0.6, -0.3, float("nan")])
+    terms = wm.loss_terms(batch)
+    assert {"latent", "value", "proprio", "value_head", "loss"} <= set(terms)
+    assert terms["value_head"][3] == 0 and (terms["value_head"][:3] > 0).all()
+    a = wm.predict(batch, generator=torch.Generator().manual_seed(0))
+    b = wm.predict(batch, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.value, b.value) and not torch.equal(a.tokens, b.tokens)
+
+    opt = torch.optim.Adam(wm.value_head.parameters(), lr=1e-2)
+    before = wm.loss_terms(batch)["value_head"][:3].mean().item()
+    for _ in range(30):
+        opt.zero_grad()
+        wm.loss_terms(batch)["value_head"].mean().backward()
+        opt.step()
+    after = wm.loss_terms(batch)["value_head"][:3].mean().item()
+    assert after < 0.1 * before
+    torch.testing.assert_close(
+        wm.predict(batch).value[:3], batch[VALUE_TARGET][:3], atol=0.1, rtol=0
+    )
+    with pytest.raises(ValueError, match="value_readout"):
+        preset("tiny", world_model={"value_predictor": "vlm", "value_readout": "head"})
