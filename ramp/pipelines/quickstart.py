@@ -187,17 +187,25 @@ def closing_comparison(
 
 def round_summary(m: Any) -> dict[str, Any]:
     """One row of quickstart-summary.json from a finished round's manifest."""
+    from ramp.platform.stats import wilson_interval
+
     st = m.stages
     gate = st["promote"].result.get("gate", {})
     lab = st["label"].result
     promoted = bool(gate.get("promote"))
     cand, prod = gate.get("candidate_success"), gate.get("production_success")
-    cand_iv, prod_iv = gate.get("candidate_interval"), gate.get("production_interval")
+    # the policy in production after the round: its success with a 95% Wilson interval (the
+    # gate's own intervals are at its test level)
+    label = "candidate" if promoted or prod is None else "production"
+    ev = (st["evaluate"].result.get("policies") or {}).get(label) or {}
+    n = int(ev.get("episodes") or 0)
+    k = round(float(ev.get("success_rate") or 0.0) * n)
     return {
         "round": m.round,
         "production": m.versions.production,
-        "production_success": cand if promoted or prod is None else prod,
-        "production_interval": cand_iv if promoted or prod is None else prod_iv,
+        "production_success": cand if label == "candidate" else prod,
+        "production_interval": list(wilson_interval(k, n, 0.95)) if n else None,
+        "interval_level": 0.95,
         "candidate_success": cand,
         "decision": "promote" if promoted else "keep",
         "reason": gate.get("reason"),
@@ -210,7 +218,7 @@ def round_summary(m: Any) -> dict[str, Any]:
             for r in (lab.get("value_report") or {}).get("tasks", [])
         },
         "positive_fraction": lab.get("positive_fraction"),
-        "episodes_per_policy": gate.get("n"),
+        "episodes_per_policy": gate.get("n") or n or None,
         "minutes": sum(r.wall_s or 0 for r in st.values()) / 60,
     }
 

@@ -155,6 +155,7 @@ def test_quickstart_summary_pairs_round0_and_final_on_fresh_seeds(tiny_rounds, m
     import json
 
     from ramp.pipelines.quickstart import closing_comparison, write_summary
+    from ramp.platform.stats import wilson_interval
 
     lines: list[str] = []
     final = closing_comparison(tiny_rounds.cfg, [m0, m1], 2, 2_000_000, lines.append)
@@ -188,6 +189,14 @@ def test_quickstart_summary_pairs_round0_and_final_on_fresh_seeds(tiny_rounds, m
     ):
         assert all(key in r for r in rows), key
     assert rows[0]["decision"] == "promote"  # the first policy
+    for r, m in zip(rows, (m0, m1), strict=True):  # production's success with its 95% interval
+        ev = m.stages["evaluate"].result["policies"]
+        label = "candidate" if r["decision"] == "promote" else "production"
+        k = round(ev[label]["success_rate"] * ev[label]["episodes"])
+        assert r["interval_level"] == 0.95
+        assert r["production_interval"] == pytest.approx(
+            list(wilson_interval(k, ev[label]["episodes"], 0.95))
+        )
     for r in rows:  # every task's held-out tau sits next to its time-only baseline's
         per_task = r["value_tau_per_task"]
         assert set(per_task) == set(tasks), per_task
