@@ -148,10 +148,21 @@ def test_values_are_seeded_per_episode(cfg, world_model):
     again = EpisodeValuer.from_config(world_model, store, cfg).value_episodes(ids[::-3])
     for eid, v in again.values.items():
         np.testing.assert_array_equal(v, first.values[eid])
-    # the seed is really used: another labeller seed gives other values
+    # the quickstart reads the value from the head (value_readout: head): no sampling, so
+    # another labeller seed gives the same values
     other = make_config(cfg.store.root, **{"training.labeller.seed": 1})
-    moved = EpisodeValuer.from_config(world_model, store, other).value_episodes(ids[:1])
-    assert not np.array_equal(moved.values[ids[0]], first.values[ids[0]])
+    same = EpisodeValuer.from_config(world_model, store, other).value_episodes(ids[:1])
+    np.testing.assert_array_equal(same.values[ids[0]], first.values[ids[0]])
+    # where the readout samples (value_readout: flow) the seed is really used
+    from training_helpers import random_world_model
+
+    flow = {"models.world_model.value_readout": "flow"}
+    flow_cfg = make_config(cfg.store.root, **flow)
+    flow_wm = random_world_model(store, flow_cfg)
+    seeded = EpisodeValuer.from_config(flow_wm, store, flow_cfg).value_episodes(ids[:1])
+    flow_other = make_config(cfg.store.root, **flow, **{"training.labeller.seed": 1})
+    moved = EpisodeValuer.from_config(flow_wm, store, flow_other).value_episodes(ids[:1])
+    assert not np.array_equal(moved.values[ids[0]], seeded.values[ids[0]])
     assert episode_seed(0, "a") == episode_seed(0, "a") != episode_seed(0, "b")
 
 
