@@ -62,10 +62,16 @@ class Encoded:
     valid: Tensor  # (B, L)
     n_prefix: int
     n_query: int
+    state: Tensor | None = None  # (B, 1, D): the state token as embedded, for the expert
 
     def expert_context(self) -> tuple[Tensor, Tensor]:
         n = self.n_prefix + self.n_query
-        return self.hidden[:, :n], self.valid[:, :n]
+        ctx, valid = self.hidden[:, :n], self.valid[:, :n]
+        if self.state is not None:
+            ones = torch.ones(valid.shape[0], 1, dtype=valid.dtype, device=valid.device)
+            ctx = torch.cat([ctx, self.state.to(ctx.dtype)], 1)
+            valid = torch.cat([valid, ones], 1)
+        return ctx, valid
 
     def query(self) -> Tensor:
         return self.hidden[:, self.n_prefix : self.n_prefix + self.n_query]
@@ -211,10 +217,11 @@ class RampPolicy(nn.Module):
         idx = self.normalizer.indices(batch_embodiments(batch, b))
         state = self.normalizer.normalize("state", as_tensor(batch["state"], dev), idx)
         enc = self.conditioning
+        state_part = enc.state(state, self.normalizer.dims("state", idx))
         parts = [
             ContextPart(img, torch.ones(img.shape[:2], dtype=torch.bool, device=dev)),
             ContextPart(self.backbone.embed_tokens(ids), text_valid),
-            enc.state(state, self.normalizer.dims("state", idx)),
+            state_part,
             enc.value(cond),
             enc.indicator(cond),
         ]
@@ -235,7 +242,8 @@ class RampPolicy(nn.Module):
         valid = torch.cat([p.valid for p in parts], dim=1)
         mask, positions = build_attention(valid, torch.tensor(blocks, device=dev), dtype)
         hidden = self.backbone(embeds, mask, positions)
-        return Encoded(hidden, valid, n_prefix, queries.shape[1])
+        direct = state_part.tokens if self.cfg.state_to_expert else None
+        return Encoded(hidden, valid, n_prefix, queries.shape[1], direct)
 
     def _trajectory_targets(self, batch: Mapping[str, Any], b: int) -> Tensor | None:
         raw = batch.get("trajectory_2d")

@@ -193,6 +193,12 @@ class PolicyConfig(StrictModel):
         default=32, ge=1, description="state padded to this (released GigaBrain code: 32)"
     )
     max_action_dim: int = Field(default=32, ge=1, description="actions padded to this")
+    state_to_expert: bool = Field(
+        default=False,
+        description="the action expert also attends to the state token as embedded, not only "
+        "to the backbone's output over it (pi0 feeds the state to its action expert): a small "
+        "backbone can wash out one state token among the image tokens (docs/models.md)",
+    )
     max_cameras: int = Field(default=3, ge=1, le=16)
     z_dim: int | None = Field(
         default=None,
