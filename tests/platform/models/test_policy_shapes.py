@@ -160,3 +160,37 @@ def test_errors_say_what_to_do(policy):
     )
     with pytest.raises(ValueError, match="z_dim"):
         policy.loss(batch, cond)
+
+
+def test_state_to_expert_hands_the_embedded_state_to_the_action_expert(tiny, norm_stats):
+    """state_to_expert: the expert's context is the backbone's output plus the state token as
+    embedded (so the state reaches the actions even where the backbone washes it out); off, the
+    context is the backbone's output alone. Loss and sampling run either way."""
+    from ramp.platform.models.presets import preset
+    from ramp.platform.rl.contract import inference_conditioning
+
+    torch.manual_seed(0)
+    pol = build_policy(preset("tiny", policy={"state_to_expert": True}), norm_stats)
+    batch = make_batch(2, ("arm", "bimanual"))
+    cond = Conditioning.unconditional(2)
+    enc = pol._encode(batch, cond, None)
+    ctx, valid = enc.expert_context()
+    n = enc.n_prefix + enc.n_query
+    assert ctx.shape[1] == n + 1 and valid[:, -1].all()
+    torch.testing.assert_close(ctx[:, :n], enc.hidden[:, :n])
+    idx = pol.normalizer.indices(list(batch["embodiment"]))
+    state = pol.normalizer.normalize("state", batch["state"], idx)
+    dims = pol.normalizer.dims("state", idx).to(state.dtype)
+    expected = pol.conditioning.state_proj(torch.cat([state * dims, dims], -1))
+    torch.testing.assert_close(ctx[:, -1], expected)
+    # the state steers the actions through that token: moving it moves the chunk
+    g = torch.Generator
+    acts = pol.sample_actions(batch, inference_conditioning(2), generator=g().manual_seed(0))
+    moved = dict(batch, state=batch["state"] + 0.5)
+    acts2 = pol.sample_actions(moved, inference_conditioning(2), generator=g().manual_seed(0))
+    assert torch.isfinite(acts).all() and not torch.equal(acts, acts2)
+    assert torch.isfinite(pol.loss_terms(batch, cond)["loss"]).all()
+
+    plain = build_policy(tiny, norm_stats)
+    enc = plain._encode(batch, cond, None)
+    assert enc.expert_context()[0].shape[1] == enc.n_prefix + enc.n_query
