@@ -432,6 +432,18 @@ class WorldModel(nn.Module):
         )
         return WorldModelPrediction(self.tokens(s), value, raw, self.normalizer.dims("state", idx))
 
+    @torch.no_grad()
+    def value(self, obs: Mapping[str, Any], generator: torch.Generator | None = None) -> Tensor:
+        """The (B,) value alone, what the labeller reads: ``predict(obs).value``, without the
+        frame encoder and the DiT when the value head answers (they would be thrown away)."""
+        if self.value_head is None:
+            return self.predict(obs, generator=generator).value
+        b = batch_size_of(obs)
+        idx = self.normalizer.indices(batch_embodiments(obs, b))
+        base = self._baseline(obs, b)
+        value = self._head_value(obs, idx, self.encode_text(obs["instruction"], b))
+        return value if base is None else value + base
+
     def tokens(self, state: Tensor) -> Tensor:
         """The policy's z: 2x2 patches of the (optionally pooled) predicted state."""
         k = self.cfg.token_pool

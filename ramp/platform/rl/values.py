@@ -114,7 +114,7 @@ class EpisodeValuer:
         batch = to_tensors(
             collate_padded(observations, width, width, camera_slots=True), self.model.device
         )
-        value = self.model.predict(batch, generator=generator).value
+        value = self.model.value(batch, generator=generator)
         return value.float().cpu().numpy()
 
     def episode_values(self, episode_id: str) -> np.ndarray:

@@ -179,6 +179,7 @@ def test_value_head_readout_is_deterministic_and_learns(norm_stats):
     a = wm.predict(batch, generator=torch.Generator().manual_seed(0))
     b = wm.predict(batch, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a.value, b.value) and not torch.equal(a.tokens, b.tokens)
+    torch.testing.assert_close(wm.value(batch), a.value)  # the labeller's path, no DiT pass
 
     opt = torch.optim.Adam(wm.value_head.parameters(), lr=1e-2)
     before = wm.loss_terms(batch)["value_head"][:3].mean().item()
